@@ -1,0 +1,89 @@
+"""Training recipes: every hyperparameter of a run in one place.
+
+``seed`` reproduces the seed documents:
+  * S8: SGD lr 0.1, momentum 0.9, StepLR (x0.1 every 8 epochs), batch 128.
+  * S9: SGD lr 0.1, momentum 0.9, ReduceLROnPlateau on the test loss (x0.1 when it has not
+    improved by 0.1 for 4 epochs), batch 128.
+
+``tuned`` fits the schedule to the epoch budget instead of waiting for a plateau: OneCycle
+(warm-up then annealing to ~0), Nesterov momentum, weight decay, label smoothing, an EMA of
+the weights and flip test-time augmentation. Its numbers come from ``benchmarks/recipes.py``.
+Needs only torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+import torch
+from torch import nn
+
+RECIPES = ("seed", "tuned")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    lr: float = 0.1                  # initial lr (peak lr for OneCycle)
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    batch_size: int = 128
+    schedule: str = "step"           # "step" | "plateau" | "onecycle"
+    step_size: int = 8               # StepLR: epochs between drops
+    gamma: float = 0.1               # StepLR / plateau: lr factor at each drop
+    patience: int = 4                # plateau: epochs without improvement before a drop
+    threshold: float = 0.1           # plateau: an improvement must exceed this (absolute) test loss
+    pct_start: float = 0.25          # OneCycle: share of the steps spent warming up
+    label_smoothing: float = 0.0
+    ema_decay: float | None = None   # exponential moving average of weights; None = off
+    tta: bool = False                # average predictions of each test image and its flip
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+_RECIPES = {
+    ("s8", "seed"): Recipe("seed", schedule="step"),
+    ("s9", "seed"): Recipe("seed", schedule="plateau"),
+    ("s8", "tuned"): Recipe("tuned", lr=0.2, nesterov=True, weight_decay=5e-4, schedule="onecycle",
+                            label_smoothing=0.1, tta=True),
+    ("s9", "tuned"): Recipe("tuned", lr=0.2, nesterov=True, weight_decay=5e-4, schedule="onecycle",
+                            label_smoothing=0.1, tta=True),
+}
+
+
+def get_recipe(session: str, name: str = "seed", **overrides) -> Recipe:
+    """The recipe ``name`` for session "s8" or "s9", with any field overridden (e.g. lr=0.05)."""
+    if session not in ("s8", "s9"):
+        raise ValueError(f"unknown session {session!r}; choose s8 or s9")
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
+    recipe = replace(_RECIPES[(session, name)], **{k: v for k, v in overrides.items() if v is not None})
+    if not recipe.lr > 0:
+        raise ValueError(f"the learning rate must be positive, got {recipe.lr}")
+    if not isinstance(recipe.batch_size, int) or recipe.batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {recipe.batch_size!r}")
+    return recipe
+
+
+def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    """SGD with the recipe's momentum, Nesterov flag and weight decay."""
+    return torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                           nesterov=recipe.nesterov, weight_decay=recipe.weight_decay)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe, epochs: int, steps_per_epoch: int):
+    """The recipe's lr schedule; ``helpers.train.fit`` knows when to step each kind."""
+    if recipe.schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=recipe.step_size, gamma=recipe.gamma)
+    if recipe.schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=recipe.gamma, patience=recipe.patience,
+            threshold=recipe.threshold, threshold_mode="abs")
+    if recipe.schedule == "onecycle":
+        total = epochs * steps_per_epoch  # OneCycleLR needs at least one warm-up and one annealing step
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=recipe.lr, epochs=epochs, steps_per_epoch=steps_per_epoch,
+            pct_start=min(max(recipe.pct_start, 1.5 / total), 0.5), div_factor=10.0, final_div_factor=100.0)
+    raise ValueError(f"unknown schedule {recipe.schedule!r}; choose step, plateau or onecycle")

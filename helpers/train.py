@@ -1,0 +1,284 @@
+"""Training and evaluation loops, with checkpoints that make a run resumable.
+
+``fit`` runs N epochs and returns the history, one dict per epoch::
+
+    {"epoch": 1, "train_loss": 1.52, "train_acc": 44.1, "test_loss": 1.21, "test_acc": 56.3, "lr": 0.1}
+
+Losses are mean negative log-likelihoods per sample; accuracies are in percent; ``lr`` is the
+learning rate the epoch started with. Schedulers step where they belong: OneCycleLR and
+CyclicLR after every batch, ReduceLROnPlateau after every epoch on the test loss, any other
+scheduler after every epoch.
+
+With ``out_dir`` the run writes ``checkpoint.pt`` (model, optimiser, scheduler, EMA, RNG
+states, history) and ``history.json`` after every epoch, atomically: an interrupted run keeps
+its last completed epoch, and ``resume=True`` continues it to the same result as an
+uninterrupted run. Needs only torch and tqdm.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+HISTORY_KEYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr")
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+def set_seed(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and all GPUs)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def get_device(name: str = "auto") -> torch.device:
+    """"auto" picks cuda, then mps, then cpu; an explicit name must be available."""
+    if name not in DEVICES:
+        raise ValueError(f"unknown device {name!r}; choose one of {', '.join(DEVICES)}")
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "mps" if mps else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but no CUDA GPU is available; use --device cpu or auto")
+    if name == "mps" and not mps:
+        raise ValueError("device 'mps' was asked for but Apple's MPS is not available; use --device cpu or auto")
+    return torch.device(name)
+
+
+def steps_per_batch(scheduler) -> bool:
+    """True for schedulers that are stepped after every batch (OneCycleLR, CyclicLR)."""
+    return isinstance(scheduler, (torch.optim.lr_scheduler.OneCycleLR, torch.optim.lr_scheduler.CyclicLR))
+
+
+def _set_epoch(loader: Iterable, epoch: int) -> None:
+    """Tell a loader's sampler / dataset which epoch starts (for reproducible shuffles and augmentations)."""
+    for part in (loader, getattr(loader, "sampler", None), getattr(loader, "dataset", None)):
+        if hasattr(part, "set_epoch"):
+            part.set_epoch(epoch)
+
+
+def _first_nonfinite(values: torch.Tensor) -> int | None:
+    bad = (~torch.isfinite(values)).nonzero()
+    return int(bad[0]) if len(bad) else None
+
+
+def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.Optimizer,
+                    device: torch.device, epoch: int = 1, scheduler=None, label_smoothing: float = 0.0,
+                    ema: nn.Module | None = None, amp: bool = False, progress: bool = True,
+                    sync_every: int | None = None) -> tuple[float, float]:
+    """One pass over ``loader``; returns (mean NLL, accuracy %). Steps a per-batch ``scheduler``.
+
+    Metrics stay on the device and are read every ``sync_every`` batches (default: every batch
+    on CPU, every 25 on a GPU), which is also when a non-finite loss is detected.
+    """
+    model.train()
+    sync_every = sync_every or (1 if device.type == "cpu" else 25)
+    n_batches = len(loader)
+    losses = torch.zeros(n_batches, device=device)
+    nll_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    seen = 0
+    bar = tqdm(loader, desc=f"epoch {epoch} train", leave=False, disable=not progress)
+    for b, (x, y) in enumerate(bar):
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            log_probs = model(x)
+        log_probs = log_probs.float()
+        # cross_entropy re-applies log_softmax, a no-op on log-probabilities: this is NLL with smoothing
+        loss = F.cross_entropy(log_probs, y, label_smoothing=label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        if ema is not None:
+            ema.update_parameters(model)
+        losses[b] = loss.detach()
+        nll_sum += F.nll_loss(log_probs.detach(), y, reduction="sum")
+        correct += (log_probs.argmax(1) == y).sum()
+        seen += len(y)
+        if (b + 1) % sync_every == 0 or b + 1 == n_batches:
+            bad = _first_nonfinite(losses[:b + 1])
+            if bad is not None:
+                raise NonFiniteLossError(
+                    f"the training loss became {losses[bad].item()} at epoch {epoch}, batch {bad + 1}; "
+                    f"lower the learning rate or check the inputs")
+            bar.set_postfix(loss=f"{losses[b].item():.3f}", acc=f"{100.0 * correct.item() / seen:.1f}")
+    return nll_sum.item() / seen, 100.0 * correct.item() / seen
+
+
+@torch.no_grad()
+def predict(model: nn.Module, loader: Iterable, device: torch.device, tta: bool = False,
+            amp: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probabilities and labels of a whole loader (on the CPU). ``tta`` averages the
+    probabilities of each image and its horizontal flip."""
+    model.eval()
+    outs, labels = [], []
+    for x, y in loader:
+        x = x.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            log_probs = model(x).float()
+            if tta:
+                flipped = model(torch.flip(x, dims=[3])).float()
+                log_probs = torch.logaddexp(log_probs, flipped) - math.log(2.0)
+        outs.append(log_probs.cpu())
+        labels.append(y.cpu())
+    return torch.cat(outs), torch.cat(labels)
+
+
+def evaluate(model: nn.Module, loader: Iterable, device: torch.device, tta: bool = False,
+             amp: bool = False) -> tuple[float, float]:
+    """Mean NLL per sample and accuracy (%) on ``loader``."""
+    log_probs, labels = predict(model, loader, device, tta, amp)
+    if len(labels) == 0:
+        raise ValueError("the evaluation loader is empty")
+    loss = F.nll_loss(log_probs, labels, reduction="sum").item() / len(labels)
+    return loss, 100.0 * (log_probs.argmax(1) == labels).float().mean().item()
+
+
+def make_ema(model: nn.Module, decay: float) -> nn.Module:
+    """An exponential moving average of the weights (and BatchNorm buffers) of ``model``."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
+# --------------------------------------------------------------------------- checkpoints
+def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(str(tmp))
+    os.replace(tmp, path)  # never leaves a half-written file behind
+
+
+def save_history(history: list[dict], path: str | os.PathLike) -> None:
+    """Write the history as JSON, atomically."""
+    def write(p: str) -> None:
+        with open(p, "w") as f:
+            json.dump(history, f, indent=1)
+    _atomic_write(Path(path), write)
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer, scheduler, history: list[dict],
+                    ema: nn.Module | None = None) -> None:
+    """Everything needed to continue training exactly where it stopped, written atomically."""
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "ema": ema.state_dict() if ema is not None else None,
+        "history": history,
+        "rng_cpu": torch.get_rng_state(),
+        "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    _atomic_write(Path(path), lambda p: torch.save(state, p))
+
+
+def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
+    """Load a checkpoint safely: ``weights_only=True`` refuses anything but tensors and plain data."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as e:
+        raise ValueError(f"{path} is not a safe or valid checkpoint ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0]})") from None
+
+
+def _restore(state: dict, model, optimizer, scheduler, ema) -> list[dict]:
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None and state["scheduler"] is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    if ema is not None and state["ema"] is not None:
+        ema.load_state_dict(state["ema"])
+    torch.set_rng_state(state["rng_cpu"])
+    if state["rng_cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng_cuda"])
+    return list(state["history"])
+
+
+# --------------------------------------------------------------------------- fit
+def fit(model: nn.Module, train_loader: Iterable, test_loader: Iterable, optimizer: torch.optim.Optimizer,
+        scheduler=None, epochs: int = 20, device: torch.device | str = "cpu", label_smoothing: float = 0.0,
+        ema_decay: float | None = None, tta: bool = False, amp: bool = False, out_dir: str | None = None,
+        resume: bool = False, progress: bool = True, verbose: bool = True) -> list[dict]:
+    """Train for ``epochs`` epochs and return the history (see the module docstring).
+
+    ``ema_decay`` evaluates an exponential moving average of the weights, ``tta`` adds
+    flip test-time augmentation, ``amp`` uses bfloat16 autocast. With ``out_dir`` a checkpoint
+    and ``history.json`` are written after each epoch; ``resume`` continues from them.
+    """
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+    device = torch.device(device)
+    model.to(device)
+    ema = make_ema(model, ema_decay) if ema_decay else None
+    ckpt = hist_path = None
+    history: list[dict] = []
+    if out_dir is not None:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        ckpt, hist_path = Path(out_dir) / "checkpoint.pt", Path(out_dir) / "history.json"
+        if resume and ckpt.is_file():
+            history = _restore(load_checkpoint(ckpt, device), model, optimizer, scheduler, ema)
+            if verbose:
+                print(f"resumed from {ckpt} after epoch {len(history)}")
+    elif resume:
+        raise ValueError("resume=True needs the out_dir that holds the checkpoint")
+
+    per_batch = steps_per_batch(scheduler)
+    epoch = len(history) + 1
+    try:
+        for epoch in range(len(history) + 1, epochs + 1):
+            _set_epoch(train_loader, epoch)
+            lr = optimizer.param_groups[0]["lr"]
+            train_loss, train_acc = train_one_epoch(model, train_loader, optimizer, device, epoch,
+                                                    scheduler if per_batch else None, label_smoothing,
+                                                    ema, amp, progress)
+            test_loss, test_acc = evaluate(ema if ema is not None else model, test_loader, device, tta, amp)
+            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                scheduler.step(test_loss)
+            elif scheduler is not None and not per_batch:
+                scheduler.step()
+            history.append(dict(zip(HISTORY_KEYS, (epoch, train_loss, train_acc, test_loss, test_acc, lr))))
+            if verbose:
+                print(f"epoch {epoch:2d}  lr {lr:.4f}  train loss {train_loss:.3f} acc {train_acc:5.2f}%  "
+                      f"test loss {test_loss:.3f} acc {test_acc:5.2f}%")
+            if ckpt is not None:
+                save_checkpoint(ckpt, model, optimizer, scheduler, history, ema)
+                save_history(history, hist_path)
+    except KeyboardInterrupt:
+        if verbose:
+            kept = f"; epoch {len(history)} is saved in {out_dir}, continue with resume" if ckpt else ""
+            print(f"interrupted during epoch {epoch}{kept}")
+        raise
+    except NonFiniteLossError as e:
+        kept = f" The checkpoint of epoch {len(history)} in {out_dir} is kept." if ckpt and history else ""
+        raise NonFiniteLossError(f"{e}.{kept}") from None
+    return history
+
+
+def misclassified(log_probs: torch.Tensor, labels: torch.Tensor, n: int = 10) -> list[tuple[int, int, int]]:
+    """The first ``n`` wrong predictions as (index, true label, predicted label)."""
+    pred = log_probs.argmax(1)
+    wrong = (pred != labels).nonzero().flatten()[:n].tolist()
+    return [(i, int(labels[i]), int(pred[i])) for i in wrong]
+
+
+def best_epoch(history: list[dict]) -> dict:
+    """The history entry with the highest test accuracy (the first one on ties)."""
+    if not history:
+        raise ValueError("the history is empty")
+    return max(history, key=lambda h: (h["test_acc"], -h["epoch"]))
