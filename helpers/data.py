@@ -47,6 +47,10 @@ class CifarDataError(RuntimeError):
 
 
 # --------------------------------------------------------------------------- files
+class _RefusedGlobal(pickle.UnpicklingError):
+    """The file asked for a function or class that a CIFAR batch never needs."""
+
+
 class _BatchUnpickler(pickle.Unpickler):
     """Unpickler that only rebuilds what a CIFAR batch holds: dicts, lists, str,
     bytes, ints and numpy arrays. Any other global (os.system, eval, ...) is refused."""
@@ -58,13 +62,15 @@ class _BatchUnpickler(pickle.Unpickler):
         ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
         ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
         ("_codecs", "encode"): __import__("codecs").encode,  # how protocol 2 stores bytes
+        ("__builtin__", "bytes"): bytes,
+        ("builtins", "bytes"): bytes,
     }
 
     def find_class(self, module: str, name: str):
         try:
             return self._ALLOWED[(module, name)]
         except KeyError:
-            raise pickle.UnpicklingError(
+            raise _RefusedGlobal(
                 f"refusing to load '{module}.{name}': a CIFAR batch never contains it") from None
 
 
@@ -74,7 +80,7 @@ def safe_unpickle(path: str | os.PathLike) -> dict:
     try:
         with open(path, "rb") as f:
             obj = _BatchUnpickler(f, encoding="latin1").load()
-    except pickle.UnpicklingError as e:
+    except _RefusedGlobal as e:
         raise CifarDataError(f"{path} is not a safe CIFAR batch ({e}). "
                              f"Replace it with the original file.") from None
     except Exception as e:  # truncated or corrupt: EOFError, ValueError, ...
