@@ -1,0 +1,594 @@
+"""Write the course notebooks (s8_normalization.ipynb, s9_advanced_convolutions.ipynb) with nbformat.
+
+    python notebooks/build_notebooks.py            # rewrite both; keep outputs of unchanged code cells
+    python notebooks/build_notebooks.py --clear    # rewrite both without any outputs
+
+The outputs of the committed notebooks come from executing them on real CIFAR-10 data::
+
+    cd notebooks
+    CIFAR10_ROOT=/path/to/data ../.venv/bin/jupyter nbconvert --to notebook --execute --inplace \
+        --ExecutePreprocessor.timeout=-1 s8_normalization.ipynb
+    EPOCHS=6 CIFAR10_ROOT=/path/to/data ../.venv/bin/jupyter nbconvert --to notebook --execute --inplace \
+        --ExecutePreprocessor.timeout=-1 s9_advanced_convolutions.ipynb
+
+Rewriting keeps the outputs (and widget state) of every code cell whose id and source are
+unchanged, so the prose can be edited without retraining. Cells whose outputs depend on the
+data or on training carry the tag ``nbval-ignore-output``; every other code cell prints exactly
+the same in smoke mode (SMOKE_TEST=1) and in a real run, and nbval compares it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+HERE = Path(__file__).resolve().parent
+IGNORE = "nbval-ignore-output"
+
+# --------------------------------------------------------------------------- shared cells
+BOOTSTRAP = '''\
+# Colab bootstrap. On Colab: clone the course repository and install what Colab lacks.
+# Locally: only make the repository's `helpers` package importable (this notebook runs in notebooks/).
+import os
+import sys
+from pathlib import Path
+
+REPO_URL = "https://github.com/OWNER/cifar10-course"  # placeholder: replace OWNER with the account that hosts the course
+
+if "google.colab" in sys.modules:
+    import subprocess
+    REPO_DIR = Path("/content/cifar10-course")
+    if not REPO_DIR.exists():
+        subprocess.run(["git", "clone", "--depth", "1", REPO_URL, str(REPO_DIR)], check=True)
+    os.chdir(REPO_DIR)
+    # torch, torchvision, numpy, matplotlib and tqdm are preinstalled; pip leaves satisfied pins alone
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "torchinfo>=1.8",
+                    "albumentations>=2.0.5,<2.1"], check=True)
+else:
+    REPO_DIR = Path.cwd().parent
+if str(REPO_DIR) not in sys.path:
+    sys.path.insert(0, str(REPO_DIR))'''
+
+IMPORTS = '''\
+%matplotlib inline
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no online version check
+
+import tempfile
+
+import numpy as np
+import torch
+from IPython.display import Markdown, display
+from torch import nn
+
+from helpers import data, models, plots, recipes, rf, summary, train'''
+
+
+def config_cell(n_train: int, n_test: int, extra: str = "") -> str:
+    return f'''\
+EPOCHS = int(os.environ.get("EPOCHS", 20))  # the committed outputs say how many epochs produced them
+BATCH_SIZE = 128
+SEED = 1
+LR = 0.1
+DATA_ROOT = None       # None: $CIFAR10_ROOT if set, else ./data (CIFAR-10 is downloaded there on first use)
+RECIPE = "seed"        # "seed": the session's optimiser and schedule; "tuned": OneCycle, weight decay, ...
+NUM_WORKERS = None if torch.cuda.is_available() else 0  # on a CPU the model needs every core{extra}
+
+SMOKE = os.environ.get("SMOKE_TEST") == "1"  # tests: tiny synthetic data in CIFAR-10 format, one epoch
+if SMOKE:
+    DATA_ROOT = data.write_synthetic_cifar(tempfile.mkdtemp(), n_train={n_train}, n_test={n_test}, seed=SEED).parent
+    EPOCHS = 1'''
+
+
+def md(text: str) -> dict:
+    return new_markdown_cell(text.strip("\n"))
+
+
+def code(src: str, ignore: bool = False) -> dict:
+    cell = new_code_cell(src.strip("\n"))
+    if ignore:
+        cell.metadata["tags"] = [IGNORE]
+    return cell
+
+
+# --------------------------------------------------------------------------- Session 8
+def s8_cells() -> list[dict]:
+    return [
+        md('''
+# Session 8 · Normalization: BatchNorm vs LayerNorm vs GroupNorm
+
+We train one small CNN (46,064 parameters, receptive field 44) on CIFAR-10 three times, changing
+only its normalization layer, and compare BatchNorm, LayerNorm and GroupNorm.
+
+1. [Setup](#1.-Setup)
+2. [Dataset](#2.-Dataset)
+3. [Model](#3.-Model)
+4. [Training](#4.-Training)
+5. [Comparison](#5.-Comparison)
+6. [Misclassified images](#6.-Misclassified-images)
+
+All the logic lives in the repository's `helpers` package; this notebook calls it and explains it.
+'''),
+        md('''
+> **Where the outputs below come from.** The committed outputs were produced by running this
+> notebook on a **sample of the real CIFAR-10 data: 4,068 training and 1,017 test images**
+> (about 8 % of the full 50,000 / 10,000), for **20 epochs** per normalization, on a
+> **2-core CPU without a GPU** (PyTorch 2.14.1). With the full dataset (the default when you run
+> it yourself) the numbers will differ; rerun the notebook to get yours.
+'''),
+        md('''
+## 1. Setup
+
+The first cell makes `helpers` importable: on Google Colab it clones the course repository first.
+The second cell holds every setting of the notebook. With the environment variable
+`SMOKE_TEST=1` (used by the tests) it writes a tiny synthetic dataset in the CIFAR-10 file format
+and trains for one epoch, so the whole notebook runs in seconds.
+'''),
+        code(BOOTSTRAP),
+        code(IMPORTS),
+        code(config_cell(512, 256)),
+        md('''
+## 2. Dataset
+
+CIFAR-10 holds 32×32 RGB images of 10 classes (50,000 for training, 10,000 for testing, 6,000 per
+class). `helpers.data.load_cifar10` reads the python version of the files with a restricted
+unpickler (a crafted file cannot run code) and checks their structure.
+'''),
+        code('''
+train_split = data.load_cifar10(DATA_ROOT, train=True)
+test_split = data.load_cifar10(DATA_ROOT, train=False)
+classes = train_split.classes
+print(f"train: {len(train_split):,} images {train_split.images.shape[1:]} {train_split.images.dtype}")
+print(f"test:  {len(test_split):,} images")
+print(f"{'class':<12}{'train':>7}{'test':>7}")
+for name, n_tr, n_te in zip(classes, np.bincount(train_split.labels, minlength=10),
+                            np.bincount(test_split.labels, minlength=10)):
+    print(f"{name:<12}{n_tr:>7}{n_te:>7}")''', ignore=True),
+        md('The classes are close to balanced, so plain accuracy is a fair summary. Some images first without, then with their labels:'),
+        code('plots.show_images(train_split.images[:32]);', ignore=True),
+        code('plots.show_images(train_split.images[32:64], train_split.labels[32:64], classes);', ignore=True),
+        md('''
+### Mean and standard deviation
+
+`Normalize` subtracts a per-channel mean and divides by a per-channel standard deviation, both
+computed over **all pixels of all training images** (after scaling to [0, 1]).
+`helpers.data.mean_std` streams over the images and accumulates the sums in float64.
+'''),
+        code('''
+mean, std = data.mean_std(train_split.images)
+print("mean", tuple(round(m, 4) for m in mean))
+print("std ", tuple(round(s, 4) for s in std))
+
+# the common mistake, for comparison: the average of the per-image standard deviations
+per_image_std = (train_split.images.reshape(len(train_split), -1, 3) / 255.0).std(axis=1).mean(axis=0)
+print("mean of per-image stds", tuple(round(float(s), 4) for s in per_image_std))''', ignore=True),
+        md('''
+The widely copied `std = (0.2023, 0.1994, 0.2010)` is **wrong**: it is the average of the
+per-image standard deviations (the last line above reproduces it), which only measures how pixels
+vary *inside* each image and misses how much the images differ *from each other* (a dark image
+next to a bright one). The standard deviation over all pixels of the full training set is
+**(0.2470, 0.2435, 0.2616)** (`helpers.data.CIFAR10_STD`). This notebook normalizes with the
+statistics it just computed on its own training data.
+'''),
+        md('''
+### Augmentation
+
+Session 8 uses two light augmentations (albumentations): a horizontal flip and a rotation within
+±10° (black corners), **each with probability 0.1**, followed by `Normalize`. So most training
+images are shown unchanged; each row below is one image and eight augmented draws of it.
+'''),
+        code('''
+s8_transform = data.s8_train_transforms(mean, std)
+plots.show_image_rows({f"{classes[train_split.labels[i]]} #{i}":
+                       data.augment_examples(train_split.images[i], s8_transform, n=8, seed=i)
+                       for i in range(4)});''', ignore=True),
+        md('''
+## 3. Model
+
+A squeeze-and-expand CNN: `C1 C2 c3 P1 C3 C4 C5 c6 P2 C7 C8 C9 GAP c10`, where `C` is a 3×3
+convolution block (conv → norm → ReLU → 2 % dropout), `c` a 1×1 block that squeezes the channels,
+`P` a 2×2 max-pool, `GAP` global average pooling and `c10` a 1×1 convolution to the 10 classes,
+followed by log-softmax (trained with the negative log-likelihood).
+
+### Three ways to normalize
+
+Every activation tensor has the shape **(N, C, H, W)**: batch, channels, height, width. A
+normalization layer subtracts a mean and divides by a standard deviation, then applies a learned
+per-channel scale γ and shift β. The three layers differ only in **which values share one
+mean and variance**:
+
+| layer | statistics computed over | one (mean, var) per | depends on the batch? |
+|---|---|---|---|
+| BatchNorm `nn.BatchNorm2d(C)` | N, H, W | channel | yes: running averages are used at test time |
+| LayerNorm `nn.GroupNorm(1, C)` | C, H, W | image | no |
+| GroupNorm `nn.GroupNorm(G, C)`, here G = 2 | C/G, H, W | image and group of channels | no |
+
+* **BatchNorm** normalizes each channel across the whole batch. It behaves differently in training
+  (batch statistics) and evaluation (running averages), and its statistics get noisy when batches
+  are small.
+* **LayerNorm** normalizes each image on its own, over all its channels and pixels. We build it as
+  `GroupNorm(1, C)`, which keeps a per-channel γ and β; `nn.LayerNorm([C, H, W])` would learn
+  one γ and β per element (C·H·W each) and tie the model to one image size.
+* **GroupNorm** splits the channels into G groups and normalizes each group of each image.
+  G = 1 is LayerNorm; G = C would be InstanceNorm.
+
+All three learn 2 parameters per channel, so the three networks have exactly the same number of
+parameters. The summaries below come from `helpers.summary.model_summary` (torchinfo, run in eval
+mode on the CPU).
+'''),
+        code('''
+NORMS = {"BN": "bn", "LN": "ln", "GN": "gn"}
+for label, norm in NORMS.items():
+    print(f"{label}: models.S8({norm!r})")
+    print(summary.model_summary(models.S8(norm)))'''),
+        code('''
+for label, norm in NORMS.items():
+    n_params = models.count_parameters(models.S8(norm))
+    print(f"{label}: {n_params:,} trainable parameters")
+    assert n_params == 46_064 and n_params < 50_000'''),
+        md('''
+### Receptive field
+
+`helpers.rf.rf_table` follows the layers the model actually runs. For each convolution or pooling
+layer, `rf_out = rf_in + (k_eff − 1) · jump_in`, where `jump` (the distance between neighbouring
+outputs, in input pixels) doubles at every 2×2 max-pool and `k_eff = d·(k − 1) + 1` for a dilated
+kernel. Global average pooling is not a sliding window and is left out.
+'''),
+        code('''
+display(Markdown(rf.format_rf_table(rf.rf_table(models.S8("bn")))))
+print("receptive field:", rf.receptive_field(models.S8("bn")))
+assert rf.receptive_field(models.S8("bn")) == 44'''),
+        md('''
+The last convolution sees a 44×44 window: more than the whole 32×32 image.
+
+## 4. Training
+
+The seed recipe (`helpers.recipes.get_recipe("s8", "seed")`): SGD with learning rate 0.1 and
+momentum 0.9, and a StepLR schedule that multiplies the learning rate by 0.1 every 8 epochs; batch
+size 128. `helpers.train.fit` runs the epochs, steps the scheduler and returns one dict of metrics
+per epoch. Each run starts from the same seed, so the three models start from the same random
+state and see the same batches and augmentations.
+'''),
+        code('''
+recipe = recipes.get_recipe("s8", RECIPE, lr=LR, batch_size=BATCH_SIZE)
+device = train.get_device("auto")
+train_ds = data.AugmentedCifar(train_split, s8_transform, seed=SEED)
+test_ds = data.AugmentedCifar(test_split, data.eval_transforms(mean, std))
+train_loader = data.make_loader(train_ds, recipe.batch_size, train=True, seed=SEED, num_workers=NUM_WORKERS)
+test_loader = data.make_loader(test_ds, 1000, train=False, num_workers=NUM_WORKERS)
+print(recipe)
+print(f"{EPOCHS} epochs of {len(train_loader)} batches on {device}; PyTorch {torch.__version__}, "
+      f"{os.cpu_count()} CPU cores")
+
+
+def train_s8(norm):
+    """One run of models.S8(norm) with the recipe; returns (model, history)."""
+    train.set_seed(SEED)
+    model = models.S8(norm)
+    optimizer = recipes.make_optimizer(model, recipe)
+    scheduler = recipes.make_scheduler(optimizer, recipe, EPOCHS, len(train_loader))
+    history = train.fit(model, train_loader, test_loader, optimizer, scheduler, EPOCHS, device,
+                        label_smoothing=recipe.label_smoothing, ema_decay=recipe.ema_decay,
+                        tta=recipe.tta, progress=True)
+    return model, history
+
+
+trained, histories = {}, {}''', ignore=True),
+        md('### BatchNorm'),
+        code('trained["BN"], histories["BN"] = train_s8("bn")', ignore=True),
+        md('### LayerNorm'),
+        code('trained["LN"], histories["LN"] = train_s8("ln")', ignore=True),
+        md('### GroupNorm (2 groups)'),
+        code('trained["GN"], histories["GN"] = train_s8("gn")', ignore=True),
+        md('''
+## 5. Comparison
+'''),
+        code('plots.plot_history(histories, title="S8: BatchNorm vs LayerNorm vs GroupNorm");', ignore=True),
+        code('''
+rows = ["| norm | best test acc | at epoch | final test acc | final train acc | parameters |",
+        "|---|---|---|---|---|---|"]
+for label, history in histories.items():
+    best = train.best_epoch(history)
+    rows.append(f"| {label} | {best['test_acc']:.2f} % | {best['epoch']} | {history[-1]['test_acc']:.2f} % "
+                f"| {history[-1]['train_acc']:.2f} % | {models.count_parameters(trained[label]):,} |")
+display(Markdown("\\n".join(rows)))''', ignore=True),
+        md(S8_DISCUSSION),
+        md('''
+## 6. Misclassified images
+
+`helpers.train.predict` returns the log-probabilities of the whole test set and
+`helpers.train.misclassified` the first wrong predictions; the images are shown from the raw test
+split, titled "true -> predicted".
+'''),
+        code('''
+for label, model in trained.items():
+    log_probs, labels = train.predict(model, test_loader, device, tta=recipe.tta)
+    wrong = train.misclassified(log_probs, labels, n=10)
+    plots.show_misclassified(test_split.images[[i for i, _, _ in wrong]], [t for _, t, _ in wrong],
+                             [p for _, _, p in wrong], classes, title=f"{label}: first 10 misclassified test images")''',
+             ignore=True),
+        md(S8_MISCLASSIFIED),
+    ]
+
+
+S8_DISCUSSION = '''
+**What the numbers show** (the committed run: 4,068 training images, 20 epochs):
+
+_To be written from the committed run._
+'''
+
+S8_MISCLASSIFIED = '''
+_To be written from the committed run._
+'''
+
+
+# --------------------------------------------------------------------------- Session 9
+def s9_cells() -> list[dict]:
+    return [
+        md('''
+# Session 9 · Advanced convolutions: dilated and depthwise-separable
+
+A CIFAR-10 network **without a single max-pool or strided convolution**: dilated convolutions
+grow its receptive field to 77 pixels while the feature maps keep (almost) their full 32×32
+resolution, and depthwise-separable convolutions keep 64-channel layers cheap. The model has
+171,840 parameters.
+
+1. [Setup](#1.-Setup)
+2. [Dataset and augmentation](#2.-Dataset-and-augmentation)
+3. [Convolutions, briefly](#3.-Convolutions,-briefly)
+4. [Model](#4.-Model)
+5. [Training](#5.-Training)
+6. [Results](#6.-Results)
+
+All the logic lives in the repository's `helpers` package; this notebook calls it and explains it.
+'''),
+        md(S9_PROVENANCE),
+        md('''
+## 1. Setup
+
+The first cell makes `helpers` importable: on Google Colab it clones the course repository first.
+The second cell holds every setting of the notebook. With the environment variable
+`SMOKE_TEST=1` (used by the tests) it writes a tiny synthetic dataset in the CIFAR-10 file format
+and trains for one epoch. `EPOCHS` can also be set from the environment (the committed run used
+`EPOCHS=6`).
+'''),
+        code(BOOTSTRAP),
+        code(IMPORTS),
+        code(config_cell(256, 128)),
+        md('''
+## 2. Dataset and augmentation
+
+CIFAR-10: 32×32 RGB images of 10 classes (50,000 training, 10,000 test images in the full set).
+'''),
+        code('''
+train_split = data.load_cifar10(DATA_ROOT, train=True)
+test_split = data.load_cifar10(DATA_ROOT, train=False)
+classes = train_split.classes
+mean, std = data.mean_std(train_split.images)  # over all pixels of the training images
+print(f"train: {len(train_split):,} images, test: {len(test_split):,} images")
+print("train images per class:", dict(zip(classes, np.bincount(train_split.labels, minlength=10).tolist())))
+print("mean", tuple(round(m, 4) for m in mean), " std", tuple(round(s, 4) for s in std))''', ignore=True),
+        code('plots.show_images(train_split.images[:24], train_split.labels[:24], classes);', ignore=True),
+        md('''
+### Albumentations
+
+Session 9 trains with three [albumentations](https://albumentations.ai/) transforms, each applied
+with probability 0.5:
+
+* **HorizontalFlip**: a mirrored cat is still a cat.
+* **ShiftScaleRotate**, written as `A.Affine`: shift up to ±6.25 %, scale ±10 %, rotate ±15°,
+  with reflected borders.
+* **Cutout** (`A.CoarseDropout`): one 16×16 hole filled with the dataset mean colour, so it
+  becomes 0 after `Normalize`. The network has to recognise objects from their other parts.
+
+`helpers.data.s9_preview_transforms` returns each transform alone (always applied), all three
+together, and the training pipeline as it is used (each with p = 0.5). Each row shows eight
+random draws on the same image.
+'''),
+        code('''
+previews = data.s9_preview_transforms(mean, std)
+for i in (0, 1):
+    image = train_split.images[i]
+    rows = {"original": [image]}
+    rows.update({name: data.augment_examples(image, transform, n=8, seed=10 * i)
+                 for name, transform in previews.items()})
+    plots.show_image_rows(rows)''', ignore=True),
+        md('''
+## 3. Convolutions, briefly
+
+### Dilated convolution
+
+A dilated 3×3 kernel with dilation *d* spreads its 9 weights *d* pixels apart: it covers
+a (2d + 1)×(2d + 1) window with the parameters of a 3×3 one. With `padding = d` the output keeps
+the input size, so the receptive field grows **without losing resolution**, which is what
+max-pooling or a stride of 2 would cost. The demo stacks three 3×3 convolutions with dilation 1,
+2 and 4, and, for comparison, conv → max-pool → conv → conv; the receptive fields come from
+`helpers.rf`.
+'''),
+        code('''
+def conv(dilation=1):
+    return nn.Conv2d(8, 8, 3, padding=dilation, dilation=dilation)
+
+
+stacks = {f"3 x conv3x3, dilation {d}": nn.Sequential(conv(d), conv(d), conv(d)) for d in (1, 2, 4)}
+stacks["conv3x3, maxpool 2, 2 x conv3x3"] = nn.Sequential(conv(), nn.MaxPool2d(2), conv(), conv())
+for name, stack in stacks.items():
+    rows = rf.rf_table(stack, input_size=(8, 32, 32))
+    print(f"{name:<32} receptive field {rf.receptive_field(stack, (8, 32, 32)):>2}, "
+          f"output {rows[-1].out_size}x{rows[-1].out_size}, {models.count_parameters(stack):,} parameters")'''),
+        md('''
+Same parameters, a receptive field of 7, 13 or 25 pixels, and the output stays 32×32. The pooled
+stack reaches 14 pixels but its output has a quarter of the positions. Stacking the *same*
+dilation repeatedly leaves gaps ("gridding": a dilation-2 stack only ever mixes pixels of the same
+parity), so the S9 model puts an ordinary 3×3 convolution and a depthwise-separable one before
+every dilated layer.
+
+### Depthwise-separable convolution
+
+A full 3×3 convolution from C<sub>in</sub> to C<sub>out</sub> channels has
+9·C<sub>in</sub>·C<sub>out</sub> weights: every output channel looks at every input channel. A
+depthwise-separable convolution splits that into
+
+1. a **depthwise** 3×3 convolution (`groups = C_in`): one 3×3 filter per channel, 9·C<sub>in</sub> weights
+   (spatial mixing), and
+2. a **pointwise** 1×1 convolution: C<sub>in</sub>·C<sub>out</sub> weights (channel mixing).
+
+`helpers.models.DepthwiseSeparable` also puts BatchNorm, ReLU and dropout between the two.
+'''),
+        code('''
+full = nn.Conv2d(64, 64, 3, padding=1, bias=False)
+separable = models.DepthwiseSeparable(64, 64)
+print(f"full 3x3 conv 64->64:         {models.count_parameters(full):>6,} weights")
+for name, layer in separable.named_children():
+    print(f"  separable [{name}] {type(layer).__name__:<12} {models.count_parameters(layer):>6,}")
+depthwise, pointwise = separable[0], separable[4]
+print(f"depthwise + pointwise convs:  {models.count_parameters(depthwise):,} + {models.count_parameters(pointwise):,}"
+      f" = {models.count_parameters(depthwise) + models.count_parameters(pointwise):,} weights "
+      f"({models.count_parameters(full) / (models.count_parameters(depthwise) + models.count_parameters(pointwise)):.1f}x fewer)")
+x = torch.zeros(1, 64, 32, 32)
+print("output shapes:", tuple(full(x).shape), tuple(separable.eval()(x).shape))'''),
+        md('''
+About 8× fewer weights (and multiply-adds) for the same input and output shape. The price is
+expressiveness: the spatial and the channel mixing are no longer learned jointly.
+
+## 4. Model
+
+Four blocks, each **3×3 conv → depthwise-separable conv → dilated 3×3 conv** (dilations 2, 4, 8,
+16), every convolution followed by BatchNorm, ReLU and 5 % dropout; then global average pooling,
+a 1×1 convolution to 10 channels and log-softmax. Blocks 1–2 keep 64 channels at 32×32; blocks
+3–4 use 32 channels and unpadded 3×3 convolutions (32 → 30 → 28 → 26 → 24). The dilated layers
+are padded to keep their input size.
+'''),
+        code('''
+s9 = models.S9()
+print(summary.model_summary(s9))
+n_params = models.count_parameters(s9)
+print(f"{n_params:,} trainable parameters")
+assert n_params == 171_840'''),
+        md('No max-pooling and no stride greater than 1 anywhere: the only pooling is the global average before the classifier.'),
+        code('''
+convs = [m for m in s9.modules() if isinstance(m, nn.Conv2d)]
+sliding_pools = [m for m in s9.modules() if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d))]
+strided = [m for m in convs if max(m.stride) > 1]
+print(f"{len(convs)} Conv2d layers, {len(strided)} with stride > 1")
+print(f"{len(sliding_pools)} MaxPool2d/AvgPool2d layers, "
+      f"{sum(isinstance(m, nn.AdaptiveAvgPool2d) for m in s9.modules())} global average pool")
+print("dilations:", sorted({m.dilation[0] for m in convs}))
+assert not strided and not sliding_pools'''),
+        md('''
+The receptive-field table: `jump` stays 1 everywhere (nothing downsamples), so each layer adds
+`k_eff − 1` pixels, and the dilated layers add the most (`k_eff` = 5, 9, 17, 33).
+'''),
+        code('''
+display(Markdown(rf.format_rf_table(rf.rf_table(s9))))
+print("receptive field:", rf.receptive_field(s9))
+assert rf.receptive_field(s9) == 77'''),
+        md('''
+## 5. Training
+
+The seed recipe (`helpers.recipes.get_recipe("s9", "seed")`): SGD, learning rate 0.1, momentum
+0.9, batch size 128, and **ReduceLROnPlateau** on the test loss: the learning rate is multiplied
+by 0.1 once the test loss has gone more than 4 epochs (patience 4) without improving by at least
+0.1 (absolute threshold). `helpers.train.fit` steps it after every epoch with the test loss.
+'''),
+        code('''
+recipe = recipes.get_recipe("s9", RECIPE, lr=LR, batch_size=BATCH_SIZE)
+device = train.get_device("auto")
+train_ds = data.AugmentedCifar(train_split, data.s9_train_transforms(mean, std), seed=SEED)
+test_ds = data.AugmentedCifar(test_split, data.eval_transforms(mean, std))
+train_loader = data.make_loader(train_ds, recipe.batch_size, train=True, seed=SEED, num_workers=NUM_WORKERS)
+test_loader = data.make_loader(test_ds, 1000, train=False, num_workers=NUM_WORKERS)
+print(recipe)
+print(f"{EPOCHS} epochs of {len(train_loader)} batches on {device}; PyTorch {torch.__version__}, "
+      f"{os.cpu_count()} CPU cores")''', ignore=True),
+        code('''
+train.set_seed(SEED)
+model = models.S9()
+optimizer = recipes.make_optimizer(model, recipe)
+scheduler = recipes.make_scheduler(optimizer, recipe, EPOCHS, len(train_loader))
+history = train.fit(model, train_loader, test_loader, optimizer, scheduler, EPOCHS, device,
+                    label_smoothing=recipe.label_smoothing, ema_decay=recipe.ema_decay,
+                    tta=recipe.tta, progress=True)''', ignore=True),
+        md('The learning rate each epoch started with:'),
+        code('plots.plot_lr(history);', ignore=True),
+        md(S9_LR),
+        md('## 6. Results'),
+        code('plots.plot_history(history, title="S9 (seed recipe)");', ignore=True),
+        code('''
+best = train.best_epoch(history)
+print(f"best test accuracy {best['test_acc']:.2f}% at epoch {best['epoch']} of {len(history)}; "
+      f"final {history[-1]['test_acc']:.2f}% (train {history[-1]['train_acc']:.2f}%)")''', ignore=True),
+        md('### Misclassified test images'),
+        code('''
+log_probs, labels = train.predict(model, test_loader, device, tta=recipe.tta)
+predicted = log_probs.argmax(1)
+wrong = train.misclassified(log_probs, labels, n=20)
+plots.show_misclassified(test_split.images[[i for i, _, _ in wrong]], [t for _, t, _ in wrong],
+                         [p for _, _, p in wrong], classes, title="first 20 misclassified test images (true -> predicted)");''',
+             ignore=True),
+        md('### Confusion matrix'),
+        code('plots.plot_confusion(labels.numpy(), predicted.numpy(), classes);', ignore=True),
+        md(S9_LEARNINGS),
+    ]
+
+
+S9_PROVENANCE = '''
+> **Where the outputs below come from.** The committed outputs were produced by running this
+> notebook on a **sample of the real CIFAR-10 data: 4,068 training and 1,017 test images**
+> (about 8 % of the full 50,000 / 10,000), for **6 epochs** (`EPOCHS=6`; the notebook's default
+> is 20), on a **2-core CPU without a GPU** (PyTorch 2.14.1). With the full dataset and 20 epochs
+> (the defaults when you run it yourself) the numbers will differ; rerun the notebook to get yours.
+'''
+
+S9_LR = '''
+_To be written from the committed run._
+'''
+
+S9_LEARNINGS = '''
+## Learnings
+
+_To be written from the committed run._
+'''
+
+
+# --------------------------------------------------------------------------- writing
+NOTEBOOKS = {"s8_normalization.ipynb": s8_cells, "s9_advanced_convolutions.ipynb": s9_cells}
+
+
+def build(name: str, make_cells, clear: bool = False) -> nbformat.NotebookNode:
+    nb = new_notebook(cells=make_cells(), metadata={
+        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+        "language_info": {"name": "python"},
+        "accelerator": "GPU",  # Colab: ask for a GPU runtime
+    })
+    prefix = name.split("_")[0]
+    for i, cell in enumerate(nb.cells):
+        cell.id = f"{prefix}-{i:02d}"
+    path = HERE / name
+    if path.exists() and not clear:
+        old = nbformat.read(path, as_version=4)
+        kept = {c.id: c for c in old.cells if c.cell_type == "code"}
+        for cell in nb.cells:
+            prev = kept.get(cell.id)
+            if cell.cell_type == "code" and prev is not None and prev.source == cell.source:
+                cell.outputs, cell.execution_count = prev.outputs, prev.execution_count
+        for key in ("widgets", "language_info"):
+            if key in old.metadata:
+                nb.metadata[key] = old.metadata[key]
+    nbformat.validate(nb)
+    return nb
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--clear", action="store_true", help="write the notebooks without outputs")
+    args = p.parse_args()
+    for name, make_cells in NOTEBOOKS.items():
+        nbformat.write(build(name, make_cells, args.clear), HERE / name)
+        print(f"wrote {HERE / name}")
+
+
+if __name__ == "__main__":
+    main()

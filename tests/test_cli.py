@@ -1,0 +1,72 @@
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+from pathlib import Path
+
+import pytest
+
+from helpers import run, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cli(*args, cwd):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_ALBUMENTATIONS_UPDATE": "1"}
+    return subprocess.run([sys.executable, "-m", "helpers.run", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_smoke_run_writes_every_output(tmp_path):
+    out = tmp_path / "out"
+    result = _cli("s8", "--norm", "gn", "--smoke", "--epochs", "2", "--out", str(out), "--no-progress", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    for name in ("history.json", "checkpoint.pt", "curves.png", "lr.png", "misclassified.png", "confusion.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    history = json.loads((out / "history.json").read_text())
+    assert [list(h) for h in history] == [["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr"]] * 2
+    assert [h["epoch"] for h in history] == [1, 2] and all(0 <= h["test_acc"] <= 100 for h in history)
+    best = train.best_epoch(history)
+    assert result.stdout.strip().splitlines()[-1].startswith(
+        f"best test accuracy {best['test_acc']:.2f}% at epoch {best['epoch']}")
+    assert train.load_checkpoint(out / "checkpoint.pt")["history"] == history
+
+
+@pytest.mark.parametrize("args, message", [
+    (["s10"], "invalid choice: 's10'"),
+    (["s8", "--norm", "xn"], "invalid choice: 'xn'"),
+    (["s8", "--device", "tpu"], "invalid choice: 'tpu'"),
+    (["s8", "--epochs", "0"], "must be greater than 0"),
+    (["s8", "--batch-size", "-4"], "must be greater than 0"),
+    (["s8", "--lr", "-0.1"], "must be greater than 0"),
+    (["s9", "--norm", "gn"], "--norm applies to s8 only"),
+])
+def test_bad_arguments_exit_with_one_line(args, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        run.main(args)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("python -m helpers.run: error:")
+
+
+def test_missing_data_offline_exits_with_the_data_error(tmp_path, monkeypatch):
+    import torchvision.datasets.utils as tv_utils
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(tv_utils, "download_and_extract_archive", offline)
+    with pytest.raises(SystemExit) as exit_:
+        run.main(["s8", "--data-root", str(tmp_path / "empty"), "--out", str(tmp_path / "o")])
+    assert str(exit_.value.code).startswith("error: CIFAR-10 not found under")
+    assert "cifar-10-python.tar.gz" in str(exit_.value.code)
+    assert not (tmp_path / "o" / "history.json").exists()  # nothing was trained on fake data
+
+
+def test_unavailable_device_is_a_usage_error(capsys, monkeypatch):
+    monkeypatch.setattr(train.torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit) as exit_:
+        run.main(["s8", "--device", "cuda", "--smoke"])
+    assert exit_.value.code == 2 and "no CUDA GPU is available" in capsys.readouterr().err

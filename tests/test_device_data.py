@@ -1,0 +1,79 @@
+"""The on-device loader must match the albumentations pipeline statistically (checked on CPU tensors)."""
+import numpy as np
+import pytest
+import torch
+
+from helpers import data
+from helpers.device_data import DeviceLoader, augment_batch
+
+
+def _generator(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_flip_rate_is_p_flip():
+    x = torch.zeros(4000, 3, 8, 8)
+    x[..., :4] = 1.0                                  # left half bright: a flip moves it right
+    out = augment_batch(x, _generator(), p_flip=0.5, p_affine=0.0, p_cutout=0.0)
+    flipped = (out[:, 0, 0, 7] == 1.0).float().mean().item()
+    assert 0.47 < flipped < 0.53
+    assert torch.equal(augment_batch(x, _generator(), p_flip=0.0, p_affine=0.0, p_cutout=0.0), x)
+
+
+def test_cutout_is_one_16x16_hole_of_mean_colour():
+    x = torch.ones(500, 3, 32, 32)
+    out = augment_batch(x, _generator(1), p_flip=0.0, p_affine=0.0, p_cutout=1.0)
+    mean = torch.tensor(data.CIFAR10_MEAN).view(1, 3, 1, 1)
+    hole = (out == mean).all(1)                       # (N, H, W)
+    assert (hole.sum((1, 2)) == 256).all()
+    rows, cols = hole.any(2), hole.any(1)
+    assert (rows.sum(1) == 16).all() and (cols.sum(1) == 16).all()
+    # holes are spread over the whole image, not stuck in one place
+    assert rows.float().mean(0).min() > 0 and cols.float().mean(0).min() > 0
+    rate = (augment_batch(x, _generator(2), p_flip=0.0, p_affine=0.0, p_cutout=0.5) == mean).all(1).any((1, 2))
+    assert 0.43 < rate.float().mean().item() < 0.57
+
+
+def test_shift_stays_within_6_25_percent_and_goes_both_ways():
+    n, size = 2000, 32
+    x = torch.zeros(n, 3, size, size)
+    x[:, :, 15:17, 15:17] = 1.0                       # a dot at the centre (15.5, 15.5)
+    out = augment_batch(x, _generator(3), p_flip=0.0, p_affine=1.0, p_cutout=0.0, scale=0.0, rotate=0.0)
+    w = out[:, 0]
+    total = w.sum((1, 2))
+    coords = torch.arange(size, dtype=torch.float32)
+    cx = (w.sum(1) * coords).sum(1) / total - 15.5
+    cy = (w.sum(2) * coords).sum(1) / total - 15.5
+    limit = 0.0625 * size                             # 2 pixels
+    assert cx.abs().max() <= limit + 0.05 and cy.abs().max() <= limit + 0.05
+    assert cx.min() < -1.5 and cx.max() > 1.5 and cy.min() < -1.5 and cy.max() > 1.5
+    assert abs(cx.mean()) < 0.1 and abs(cy.mean()) < 0.1
+
+
+def test_rotation_and_scale_keep_the_image_centred_and_vary():
+    x = torch.rand(64, 3, 32, 32)
+    out = augment_batch(x, _generator(4), p_flip=0.0, p_affine=1.0, p_cutout=0.0, shift=0.0)
+    assert out.shape == x.shape and not torch.allclose(out, x)
+    assert out.min() >= 0 and out.max() <= 1
+
+
+def test_loader_batches_normalises_and_is_reproducible(splits):
+    train_split, test_split = splits
+    loader = DeviceLoader(train_split.images, train_split.labels, batch_size=300, seed=1)
+    assert len(loader) == 4
+    loader.set_epoch(2)
+    a = [b for b in loader]
+    b = [b for b in loader]
+    assert sum(len(y) for _, y in a) == len(train_split)
+    assert all(torch.equal(p[0], q[0]) for p, q in zip(a, b))
+    loader.set_epoch(3)
+    assert not torch.equal(next(iter(loader))[0], a[0][0])
+    test = DeviceLoader(test_split.images, test_split.labels, batch_size=1000, train=False)
+    x, y = next(iter(test))
+    expected = torch.stack([data.eval_transforms()(image=im)["image"] for im in test_split.images])
+    torch.testing.assert_close(x, expected, atol=1e-5, rtol=0)
+    assert torch.equal(y, torch.as_tensor(test_split.labels))
+    with pytest.raises(ValueError, match="batch_size"):
+        DeviceLoader(test_split.images, test_split.labels, batch_size=0)
+    with pytest.raises(ValueError, match="empty"):
+        DeviceLoader(test_split.images[:0], test_split.labels[:0])

@@ -1,0 +1,199 @@
+import json
+import math
+import pickle
+
+import pytest
+import torch
+from torch import nn
+
+from helpers import data, models, recipes, train
+
+
+def _loaders(splits, batch_size=64, n_train=None, seed=0):
+    train_split, test_split = splits
+    if n_train:
+        train_split = data.CifarSplit(train_split.images[:n_train], train_split.labels[:n_train], train_split.classes)
+    mean, std = data.mean_std(train_split.images)
+    train_ds = data.AugmentedCifar(train_split, data.s8_train_transforms(mean, std), seed=seed)
+    test_ds = data.AugmentedCifar(test_split, data.eval_transforms(mean, std))
+    return (data.make_loader(train_ds, batch_size, train=True, seed=seed, num_workers=0),
+            data.make_loader(test_ds, 200, train=False, num_workers=0))
+
+
+def _run(splits, epochs, schedule="step", out_dir=None, resume=False, n_train=256, seed=0, global_seed=None,
+         **fit_kwargs):
+    train.set_seed(seed if global_seed is None else global_seed)
+    train_loader, test_loader = _loaders(splits, n_train=n_train, seed=seed)
+    model = models.S8("bn")
+    recipe = recipes.get_recipe("s8", "seed", lr=0.05, step_size=1, gamma=0.5)
+    recipe = recipes.Recipe(**{**recipe.as_dict(), "schedule": schedule})
+    optimizer = recipes.make_optimizer(model, recipe)
+    scheduler = recipes.make_scheduler(optimizer, recipe, epochs, len(train_loader))
+    history = train.fit(model, train_loader, test_loader, optimizer, scheduler, epochs, "cpu",
+                        out_dir=out_dir, resume=resume, progress=False, verbose=False, **fit_kwargs)
+    return history, model, optimizer, scheduler, train_loader
+
+
+def test_two_epoch_fit_clearly_beats_chance(splits):
+    train.set_seed(0)
+    train_loader, test_loader = _loaders(splits, batch_size=32)
+    model = models.S8("gn")
+    history = train.fit(model, train_loader, test_loader, torch.optim.SGD(model.parameters(), 0.05, momentum=0.9),
+                        epochs=2, progress=False, verbose=False)
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert history[-1]["test_acc"] > 35, history  # chance is 10 %
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+
+
+def test_history_contents_and_test_loss_is_mean_nll(splits):
+    history, model, *_ = _run(splits, 2)
+    assert all(list(h) == list(train.HISTORY_KEYS) for h in history)
+    for h in history:
+        assert 0 <= h["train_acc"] <= 100 and 0 <= h["test_acc"] <= 100
+        assert math.isfinite(h["train_loss"]) and h["test_loss"] > 0
+    _, test_loader = _loaders(splits, n_train=256)
+    log_probs, labels = train.predict(model, test_loader, torch.device("cpu"))
+    nll = -log_probs[torch.arange(len(labels)), labels].mean().item()
+    assert history[-1]["test_loss"] == pytest.approx(nll, rel=1e-5)
+    assert history[-1]["test_acc"] == pytest.approx(100 * (log_probs.argmax(1) == labels).float().mean().item())
+    assert train.best_epoch(history)["test_acc"] == max(h["test_acc"] for h in history)
+
+
+def test_step_lr_steps_once_per_epoch(splits):
+    history, *_ = _run(splits, 3, "step")
+    assert [h["lr"] for h in history] == pytest.approx([0.05, 0.025, 0.0125])
+
+
+def test_one_cycle_steps_once_per_batch(splits):
+    history, _, optimizer, scheduler, loader = _run(splits, 2, "onecycle")
+    assert scheduler.last_epoch == 2 * len(loader)
+    assert history[0]["lr"] == pytest.approx(0.005)                  # max_lr / div_factor at the start
+    assert 0.005 < history[1]["lr"] < 0.05                           # annealing from the peak after warm-up
+
+
+def test_plateau_steps_on_test_loss(splits):
+    history, _, _, scheduler, _ = _run(splits, 3, "plateau")
+    assert scheduler.last_epoch == 3
+    assert scheduler.best == pytest.approx(min(h["test_loss"] for h in history[:3]), abs=0.1 + 1e-9)
+    # the plateau scheduler only ever sees test losses: its best is one of them
+    assert any(scheduler.best == pytest.approx(h["test_loss"]) for h in history)
+
+
+def test_same_seed_gives_identical_histories(splits):
+    first, *_ = _run(splits, 2)
+    second, *_ = _run(splits, 2)
+    assert first == second
+    third, *_ = _run(splits, 2, seed=1)
+    assert third != first
+
+
+def test_interrupted_then_resumed_run_ends_like_an_uninterrupted_one(splits, tmp_path):
+    full, *_ = _run(splits, 3, "step", out_dir=tmp_path / "full")
+
+    class StopAfter:
+        """Wraps a loader and raises KeyboardInterrupt in the middle of epoch ``stop``."""
+
+        def __init__(self, loader, stop):
+            self.loader, self.stop, self.epoch = loader, stop, 0
+            self.sampler, self.dataset = loader.sampler, loader.dataset
+
+        def __len__(self):
+            return len(self.loader)
+
+        def __iter__(self):
+            self.epoch += 1
+            for i, batch in enumerate(self.loader):
+                if self.epoch == self.stop and i == 2:
+                    raise KeyboardInterrupt
+                yield batch
+
+    out = tmp_path / "run"
+    train.set_seed(0)
+    train_loader, test_loader = _loaders(splits, n_train=256)
+    model = models.S8("bn")
+    recipe = recipes.get_recipe("s8", "seed", lr=0.05, step_size=1, gamma=0.5)
+    optimizer = recipes.make_optimizer(model, recipe)
+    scheduler = recipes.make_scheduler(optimizer, recipe, 3, len(train_loader))
+    with pytest.raises(KeyboardInterrupt):
+        train.fit(model, StopAfter(train_loader, 3), test_loader, optimizer, scheduler, 3, "cpu",
+                  out_dir=out, progress=False, verbose=False)
+    # the last completed epoch (2) is intact on disk
+    assert json.loads((out / "history.json").read_text()) == full[:2]
+    assert train.load_checkpoint(out / "checkpoint.pt")["history"] == full[:2]
+    assert not list(out.glob("*.tmp"))
+
+    resumed, *_ = _run(splits, 3, "step", out_dir=out, resume=True, global_seed=99)  # RNG state comes from the checkpoint
+    assert resumed == full
+    again, *_ = _run(splits, 3, "step", out_dir=out, resume=True)  # a finished run has nothing left to do
+    assert again == full
+
+
+def test_non_finite_loss_stops_with_epoch_and_batch_and_keeps_checkpoint(splits, tmp_path):
+    train_loader, test_loader = _loaders(splits, n_train=256)
+
+    class PoisonEpoch2:
+        def __init__(self, loader):
+            self.loader, self.epoch = loader, 0
+
+        def __len__(self):
+            return len(self.loader)
+
+        def __iter__(self):
+            self.epoch += 1
+            for i, (x, y) in enumerate(self.loader):
+                yield (x * float("nan") if self.epoch == 2 and i == 2 else x), y
+
+    model = models.S8("gn")
+    optimizer = torch.optim.SGD(model.parameters(), 0.01)
+    with pytest.raises(train.NonFiniteLossError, match="epoch 2, batch 3") as err:
+        train.fit(model, PoisonEpoch2(train_loader), test_loader, optimizer, epochs=3, out_dir=tmp_path,
+                  progress=False, verbose=False)
+    assert "checkpoint of epoch 1" in str(err.value)
+    state = train.load_checkpoint(tmp_path / "checkpoint.pt")
+    assert len(state["history"]) == 1
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_ema_and_tta_options_run_and_report_valid_metrics(splits, tmp_path):
+    history, *_ = _run(splits, 1, "onecycle", ema_decay=0.9, tta=True, label_smoothing=0.1, out_dir=tmp_path)
+    assert 0 <= history[0]["test_acc"] <= 100
+    assert train.load_checkpoint(tmp_path / "checkpoint.pt")["ema"] is not None
+
+
+class _Exploit:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_crafted_checkpoint_runs_no_code(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"model": _Exploit(marker)}, path, pickle_protocol=2)
+    with pytest.raises(ValueError, match="not a safe or valid checkpoint"):
+        train.load_checkpoint(path)
+    assert not marker.exists()
+    pickle.loads(pickle.dumps(_Exploit(marker)))  # the payload is real
+    assert marker.exists()
+
+
+def test_bad_arguments_are_explained(splits):
+    model = nn.Linear(2, 2)
+    opt = torch.optim.SGD(model.parameters(), 0.1)
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="epochs must be a positive integer"):
+            train.fit(model, [], [], opt, epochs=bad)
+    with pytest.raises(ValueError, match="needs the out_dir"):
+        train.fit(model, [], [], opt, epochs=1, resume=True)
+    with pytest.raises(ValueError, match="auto, cpu, cuda, mps"):
+        train.get_device("tpu")
+    assert train.get_device("cpu").type == "cpu" and train.get_device("auto").type in ("cpu", "cuda", "mps")
+    with pytest.raises(ValueError, match="learning rate must be positive"):
+        recipes.get_recipe("s8", "seed", lr=-0.1)
+    with pytest.raises(ValueError, match="seed, tuned"):
+        recipes.get_recipe("s8", "fast")
+    with pytest.raises(ValueError, match="s8 or s9"):
+        recipes.get_recipe("s7")
