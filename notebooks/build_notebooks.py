@@ -259,7 +259,7 @@ test_ds = data.AugmentedCifar(test_split, data.eval_transforms(mean, std))
 train_loader = data.make_loader(train_ds, recipe.batch_size, train=True, seed=SEED, num_workers=NUM_WORKERS)
 test_loader = data.make_loader(test_ds, 1000, train=False, num_workers=NUM_WORKERS)
 print(recipe)
-print(f"{EPOCHS} epochs of {len(train_loader)} batches on {device}; PyTorch {torch.__version__}, "
+print(f"epochs: {EPOCHS}, batches per epoch: {len(train_loader)}, device: {device}; PyTorch {torch.__version__}, "
       f"{os.cpu_count()} CPU cores")
 
 
@@ -420,7 +420,7 @@ for name, stack in stacks.items():
           f"output {rows[-1].out_size}x{rows[-1].out_size}, {models.count_parameters(stack):,} parameters")'''),
         md('''
 Same parameters, a receptive field of 7, 13 or 25 pixels, and the output stays 32×32. The pooled
-stack reaches 14 pixels but its output has a quarter of the positions. Stacking the *same*
+stack reaches 12 pixels, but its output has only a quarter of the positions (16×16). Stacking the *same*
 dilation repeatedly leaves gaps ("gridding": a dilation-2 stack only ever mixes pixels of the same
 parity), so the S9 model puts an ordinary 3×3 convolution and a depthwise-separable one before
 every dilated layer.
@@ -501,7 +501,7 @@ test_ds = data.AugmentedCifar(test_split, data.eval_transforms(mean, std))
 train_loader = data.make_loader(train_ds, recipe.batch_size, train=True, seed=SEED, num_workers=NUM_WORKERS)
 test_loader = data.make_loader(test_ds, 1000, train=False, num_workers=NUM_WORKERS)
 print(recipe)
-print(f"{EPOCHS} epochs of {len(train_loader)} batches on {device}; PyTorch {torch.__version__}, "
+print(f"epochs: {EPOCHS}, batches per epoch: {len(train_loader)}, device: {device}; PyTorch {torch.__version__}, "
       f"{os.cpu_count()} CPU cores")''', ignore=True),
         code('''
 train.set_seed(SEED)
