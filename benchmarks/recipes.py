@@ -3,7 +3,7 @@
     python benchmarks/recipes.py --data-root ../shared/cifar10-sample --epochs 20
     python benchmarks/recipes.py --runs s8-bn s9 --epochs 20 --device cuda
 
-Each run goes through the command-line runner into runs/bench/<run>-<recipe>-e<epochs>/ and is
+Each run goes through the command-line runner into runs/course/<run>-<recipe>-e<epochs>/ and is
 resumed (not repeated) when the script is run again. Not a test: it takes hours on a CPU.
 """
 
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for name in args.runs:
         result = {"run": name}
         for recipe in ("seed", "tuned"):
-            out = ROOT / "runs" / "bench" / f"{name}-{recipe}-e{args.epochs}"
+            out = ROOT / "runs" / "course" / f"{name}-{recipe}-e{args.epochs}"  # shared with doc/make_figures.py
             cli = [*RUNS[name], "--recipe", recipe, "--epochs", str(args.epochs), "--seed", str(args.seed),
                    "--out", str(out), "--device", args.device, "--resume", "--no-progress"]
             run.main(cli + (["--data-root", args.data_root] if args.data_root else []))

@@ -3,7 +3,7 @@
     python doc/make_figures.py --data-root /path/to/folder/with/cifar-10-batches-py
     python doc/make_figures.py --s8-epochs 20 --s9-epochs 6      # the settings of the committed images
 
-Training runs go through the command-line runner into runs/doc/ and are resumed, not
+Training runs (seed recipe) go through the command-line runner into runs/course/ and are resumed, not
 repeated, when the script is run again. Writes PNGs into doc/ and prints what it used.
 """
 
@@ -55,13 +55,13 @@ def training_figures(root: str | None, s8_epochs: int, s9_epochs: int, device: s
     common = ["--device", device, "--resume", "--no-progress"] + (["--data-root", root] if root else [])
     histories = {}
     for norm in models.NORMS:
-        out = ROOT / "runs" / "doc" / f"s8-{norm}-e{s8_epochs}"
+        out = ROOT / "runs" / "course" / f"s8-{norm}-seed-e{s8_epochs}"  # shared with benchmarks/recipes.py
         run.main(["s8", "--norm", norm, "--epochs", str(s8_epochs), "--out", str(out), *common])
         histories[norm.upper()] = train.load_checkpoint(out / "checkpoint.pt")["history"]
         shutil.copy(out / "misclassified.png", DOC / f"s8_misclassified_{norm}.png")
     plots.plot_history(histories, title=f"S8 on the sample, {s8_epochs} epochs", save=str(DOC / "s8_curves.png"))
 
-    out = ROOT / "runs" / "doc" / f"s9-e{s9_epochs}"
+    out = ROOT / "runs" / "course" / f"s9-seed-e{s9_epochs}"
     run.main(["s9", "--epochs", str(s9_epochs), "--out", str(out), *common])
     for name in ("curves", "misclassified", "confusion", "lr"):
         shutil.copy(out / f"{name}.png", DOC / f"s9_{name}.png")

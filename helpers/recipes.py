@@ -35,6 +35,7 @@ class Recipe:
     patience: int = 4                # plateau: epochs without improvement before a drop
     threshold: float = 0.1           # plateau: an improvement must exceed this (absolute) test loss
     pct_start: float = 0.25          # OneCycle: share of the steps spent warming up
+    augment: str = "s8"              # training augmentation: "s8" (flip/rotate, p=0.1) or "s9" (flip, affine, cutout)
     label_smoothing: float = 0.0
     ema_decay: float | None = None   # exponential moving average of weights; None = off
     tta: bool = False                # average predictions of each test image and its flip
@@ -45,11 +46,11 @@ class Recipe:
 
 _RECIPES = {
     ("s8", "seed"): Recipe("seed", schedule="step"),
-    ("s9", "seed"): Recipe("seed", schedule="plateau"),
+    ("s9", "seed"): Recipe("seed", schedule="plateau", augment="s9"),
     ("s8", "tuned"): Recipe("tuned", lr=0.2, nesterov=True, weight_decay=5e-4, schedule="onecycle",
                             label_smoothing=0.1, tta=True),
     ("s9", "tuned"): Recipe("tuned", lr=0.2, nesterov=True, weight_decay=5e-4, schedule="onecycle",
-                            label_smoothing=0.1, tta=True),
+                            augment="s9", label_smoothing=0.1, tta=True),
 }
 
 
@@ -85,5 +86,5 @@ def make_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe, epochs: int
         total = epochs * steps_per_epoch  # OneCycleLR needs at least one warm-up and one annealing step
         return torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=recipe.lr, epochs=epochs, steps_per_epoch=steps_per_epoch,
-            pct_start=min(max(recipe.pct_start, 1.5 / total), 0.5), div_factor=10.0, final_div_factor=100.0)
+            pct_start=min(max(recipe.pct_start, 1.5 / total), 0.9), div_factor=10.0, final_div_factor=100.0)
     raise ValueError(f"unknown schedule {recipe.schedule!r}; choose step, plateau or onecycle")

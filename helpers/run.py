@@ -60,19 +60,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def make_loaders(session: str, args, batch_size: int, device, train_split, test_split, mean, std):
+def make_loaders(recipe: recipes.Recipe, args, device, train_split, test_split, mean, std):
     """The albumentations DataLoaders, or the on-device loaders of helpers.device_data."""
     if args.loader == "device":
         fast = dict(device=device, seed=args.seed, mean=mean, std=std, channels_last=device.type == "cuda")
-        augment = {} if session == "s9" else dict(p_flip=0.1, p_affine=0.1, shift=0.0, scale=0.0,
-                                                  rotate=10.0, p_cutout=0.0)
-        return (device_data.DeviceLoader(train_split.images, train_split.labels, batch_size, train=True,
+        augment = {} if recipe.augment == "s9" else dict(p_flip=0.1, p_affine=0.1, shift=0.0, scale=0.0,
+                                                         rotate=10.0, p_cutout=0.0)
+        return (device_data.DeviceLoader(train_split.images, train_split.labels, recipe.batch_size, train=True,
                                          **fast, **augment),
                 device_data.DeviceLoader(test_split.images, test_split.labels, 1000, train=False, **fast))
-    train_tf = data.s8_train_transforms(mean, std) if session == "s8" else data.s9_train_transforms(mean, std)
+    train_tf = data.s8_train_transforms(mean, std) if recipe.augment == "s8" else data.s9_train_transforms(mean, std)
     train_ds = data.AugmentedCifar(train_split, train_tf, seed=args.seed)
     test_ds = data.AugmentedCifar(test_split, data.eval_transforms(mean, std))
-    return (data.make_loader(train_ds, batch_size, train=True, seed=args.seed, num_workers=args.workers),
+    return (data.make_loader(train_ds, recipe.batch_size, train=True, seed=args.seed, num_workers=args.workers),
             data.make_loader(test_ds, 1000, train=False, num_workers=args.workers))
 
 
@@ -105,8 +105,7 @@ def main(argv: list[str] | None = None) -> float:
     print(f"{tag}, recipe {recipe.name}: {len(train_split)} train / {len(test_split)} test images "
           f"from {'synthetic smoke data' if args.smoke else data.ensure_cifar10(root)}, {epochs} epochs on {device}")
 
-    train_loader, test_loader = make_loaders(args.session, args, recipe.batch_size, device, train_split,
-                                             test_split, mean, std)
+    train_loader, test_loader = make_loaders(recipe, args, device, train_split, test_split, mean, std)
     model = models.build_model(args.session, args.norm)
     if args.loader == "device" and device.type == "cuda":
         model = model.to(device, memory_format=torch.channels_last)

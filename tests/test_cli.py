@@ -70,3 +70,14 @@ def test_unavailable_device_is_a_usage_error(capsys, monkeypatch):
     with pytest.raises(SystemExit) as exit_:
         run.main(["s8", "--device", "cuda", "--smoke"])
     assert exit_.value.code == 2 and "no CUDA GPU is available" in capsys.readouterr().err
+
+
+def test_resume_continues_a_run_and_device_loader_path(tmp_path, capsys):
+    out = tmp_path / "r"
+    base = ["s8", "--smoke", "--out", str(out), "--no-progress", "--loader", "device", "--device", "cpu"]
+    run.main(base + ["--epochs", "1"])
+    first = json.loads((out / "history.json").read_text())
+    run.main(base + ["--epochs", "2", "--resume"])
+    second = json.loads((out / "history.json").read_text())
+    assert "resumed from" in capsys.readouterr().out
+    assert len(first) == 1 and len(second) == 2 and second[0] == first[0]
