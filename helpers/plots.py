@@ -23,18 +23,21 @@ def _finish(fig, save: str | None):
 
 def show_images(images: np.ndarray, labels: Sequence[int] | None = None,
                 classes: Sequence[str] | None = None, cols: int = 8, title: str | None = None,
-                save: str | None = None):
-    """A grid of images, with their class names as titles when ``labels`` are given."""
+                titles: Sequence[str] | None = None, save: str | None = None):
+    """A grid of images, titled with their class names when ``labels`` are given (or with ``titles``)."""
+    if titles is None and labels is not None:
+        titles = [classes[i] if classes else str(i) for i in labels]
     n = len(images)
     rows = max(1, -(-n // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(1.4 * cols, 1.5 * rows + (0.3 if title else 0)),
+    size = 2.0 if titles and max(map(len, titles)) > 12 else 1.4
+    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, (size + 0.1) * rows + (0.3 if title else 0)),
                              squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:
             ax.imshow(images[i], interpolation="nearest")
-            if labels is not None:
-                ax.set_title(classes[labels[i]] if classes else str(labels[i]), fontsize=8)
+            if titles is not None:
+                ax.set_title(titles[i], fontsize=8)
     if title:
         fig.suptitle(title)
     return _finish(fig, save)
@@ -97,18 +100,8 @@ def show_misclassified(images: np.ndarray, true: Sequence[int], pred: Sequence[i
                        classes: Sequence[str], cols: int = 5, title: str | None = None,
                        save: str | None = None):
     """Images titled "true -> predicted"."""
-    n = len(images)
-    rows = max(1, -(-n // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.0 * cols, 2.1 * rows + (0.3 if title else 0)),
-                             squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i < n:
-            ax.imshow(images[i], interpolation="nearest")
-            ax.set_title(f"{classes[true[i]]} -> {classes[pred[i]]}", fontsize=8)
-    if title:
-        fig.suptitle(title)
-    return _finish(fig, save)
+    titles = [f"{classes[t]} -> {classes[p]}" for t, p in zip(true, pred)]
+    return show_images(images, cols=cols, title=title, titles=titles, save=save)
 
 
 def confusion_matrix(true: Sequence[int], pred: Sequence[int], n_classes: int = 10) -> np.ndarray:

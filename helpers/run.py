@@ -21,8 +21,6 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import matplotlib
 import torch
 
-matplotlib.use("Agg")
-
 from helpers import data, device_data, models, plots, recipes, train  # noqa: E402
 
 
@@ -60,24 +58,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def make_loaders(recipe: recipes.Recipe, args, device, train_split, test_split, mean, std):
-    """The albumentations DataLoaders, or the on-device loaders of helpers.device_data."""
-    if args.loader == "device":
-        fast = dict(device=device, seed=args.seed, mean=mean, std=std, channels_last=device.type == "cuda")
+def make_loaders(recipe: recipes.Recipe, train_split: data.CifarSplit, test_split: data.CifarSplit,
+                 mean, std, loader: str = "albumentations", device: torch.device | str = "cpu", seed: int = 1,
+                 workers: int | None = None):
+    """Train and test loaders for ``recipe``: albumentations DataLoaders (the taught path) or, with
+    ``loader="device"``, helpers.device_data loaders that keep the data and augmentation on ``device``."""
+    device = torch.device(device)
+    if loader == "device":
+        fast = dict(device=device, seed=seed, mean=mean, std=std, channels_last=device.type == "cuda")
         augment = {} if recipe.augment == "s9" else dict(p_flip=0.1, p_affine=0.1, shift=0.0, scale=0.0,
                                                          rotate=10.0, p_cutout=0.0)
         return (device_data.DeviceLoader(train_split.images, train_split.labels, recipe.batch_size, train=True,
                                          **fast, **augment),
                 device_data.DeviceLoader(test_split.images, test_split.labels, 1000, train=False, **fast))
     train_tf = data.s8_train_transforms(mean, std) if recipe.augment == "s8" else data.s9_train_transforms(mean, std)
-    train_ds = data.AugmentedCifar(train_split, train_tf, seed=args.seed)
+    train_ds = data.AugmentedCifar(train_split, train_tf, seed=seed)
     test_ds = data.AugmentedCifar(test_split, data.eval_transforms(mean, std))
-    return (data.make_loader(train_ds, recipe.batch_size, train=True, seed=args.seed, num_workers=args.workers),
-            data.make_loader(test_ds, 1000, train=False, num_workers=args.workers))
+    return (data.make_loader(train_ds, recipe.batch_size, train=True, seed=seed, num_workers=workers),
+            data.make_loader(test_ds, 1000, train=False, num_workers=workers))
 
 
 def main(argv: list[str] | None = None) -> float:
     """Run one training job; returns the best test accuracy (%)."""
+    matplotlib.use("Agg")  # figures go to files
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.session == "s9" and "--norm" in (argv if argv is not None else sys.argv):
@@ -105,7 +108,8 @@ def main(argv: list[str] | None = None) -> float:
     print(f"{tag}, recipe {recipe.name}: {len(train_split)} train / {len(test_split)} test images "
           f"from {'synthetic smoke data' if args.smoke else data.ensure_cifar10(root)}, {epochs} epochs on {device}")
 
-    train_loader, test_loader = make_loaders(recipe, args, device, train_split, test_split, mean, std)
+    train_loader, test_loader = make_loaders(recipe, train_split, test_split, mean, std, args.loader, device,
+                                             args.seed, args.workers)
     model = models.build_model(args.session, args.norm)
     if args.loader == "device" and device.type == "cuda":
         model = model.to(device, memory_format=torch.channels_last)
