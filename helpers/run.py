@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=train.DEVICES, default="auto")
     p.add_argument("--loader", choices=("albumentations", "device"), default="albumentations",
                    help="albumentations: the taught DataLoader path; device: data and augmentation on the device")
-    p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: one per core, at most 4)")
+    p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: 0 on a CPU, else one per core, at most 4)")
     p.add_argument("--smoke", action="store_true", help="tiny synthetic CIFAR-format data, for a quick look and tests")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -97,8 +97,8 @@ def main(argv: list[str] | None = None) -> float:
     train.set_seed(args.seed)
     root = data.write_synthetic_cifar(out / "smoke-data", 512, 256, seed=args.seed).parent if args.smoke \
         else args.data_root
-    if args.smoke and args.workers is None:
-        args.workers = 0
+    if args.workers is None and (args.smoke or device.type == "cpu"):
+        args.workers = 0  # on a CPU the model needs every core; albumentations at 32x32 is cheap beside it
     try:
         train_split = data.load_cifar10(root, train=True)
         test_split = data.load_cifar10(root, train=False)
