@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=train.DEVICES, default="auto")
     p.add_argument("--loader", choices=("albumentations", "device"), default="albumentations",
                    help="albumentations: the taught DataLoader path; device: data and augmentation on the device")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (worth it on a GPU)")
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: 0 on a CPU, else one per core, at most 4)")
     p.add_argument("--smoke", action="store_true", help="tiny synthetic CIFAR-format data, for a quick look and tests")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
@@ -113,6 +114,8 @@ def main(argv: list[str] | None = None) -> float:
     model = models.build_model(args.session, args.norm)
     if args.loader == "device" and device.type == "cuda":
         model = model.to(device, memory_format=torch.channels_last)
+    if args.compile:
+        model.compile()  # compiles the forward in place; state_dict keys stay the same
     optimizer = recipes.make_optimizer(model, recipe)
     scheduler = recipes.make_scheduler(optimizer, recipe, epochs, len(train_loader))
     try:
