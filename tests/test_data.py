@@ -6,6 +6,7 @@ import urllib.error
 import numpy as np
 import pytest
 import torch
+from payloads import Exploit
 
 from helpers import data
 
@@ -95,27 +96,16 @@ def test_truncated_batch_and_missing_meta(tmp_path, cifar_root):
         data.load_cifar10(tmp_path, train=True)
 
 
-class _Exploit:
-    """Unpickling this calls os.system, which creates a marker file."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        import os
-        return os.system, (f"touch {self.marker}",)
-
-
 def test_crafted_batch_runs_no_code(tmp_path, cifar_root):
     folder = _copy(cifar_root, tmp_path)
     marker = tmp_path / "pwned"
     with open(folder / "data_batch_1", "wb") as f:
-        pickle.dump({"data": _Exploit(marker), "labels": [0]}, f, protocol=2)
+        pickle.dump({"data": Exploit(marker), "labels": [0]}, f, protocol=2)
     with pytest.raises(data.CifarDataError, match="not a safe CIFAR batch.*posix.system|not a safe CIFAR batch"):
         data.load_cifar10(tmp_path)
     assert not marker.exists()
     # the same payload through plain pickle would have run: the test can fail
-    pickle.loads(pickle.dumps(_Exploit(marker)))
+    pickle.loads(pickle.dumps(Exploit(marker)))
     assert marker.exists()
 
 

@@ -1,5 +1,4 @@
 """The on-device loader must match the albumentations pipeline statistically (checked on CPU tensors)."""
-import numpy as np
 import pytest
 import torch
 

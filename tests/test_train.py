@@ -4,6 +4,7 @@ import pickle
 
 import pytest
 import torch
+from payloads import Exploit
 from torch import nn
 
 from helpers import data, models, recipes, train
@@ -160,23 +161,14 @@ def test_ema_and_tta_options_run_and_report_valid_metrics(splits, tmp_path):
     assert train.load_checkpoint(tmp_path / "checkpoint.pt")["ema"] is not None
 
 
-class _Exploit:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        import os
-        return os.system, (f"touch {self.marker}",)
-
-
 def test_crafted_checkpoint_runs_no_code(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "checkpoint.pt"
-    torch.save({"model": _Exploit(marker)}, path, pickle_protocol=2)
+    torch.save({"model": Exploit(marker)}, path, pickle_protocol=2)
     with pytest.raises(ValueError, match="not a safe or valid checkpoint"):
         train.load_checkpoint(path)
     assert not marker.exists()
-    pickle.loads(pickle.dumps(_Exploit(marker)))  # the payload is real
+    pickle.loads(pickle.dumps(Exploit(marker)))  # the payload is real
     assert marker.exists()
 
 
