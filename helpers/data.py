@@ -283,6 +283,18 @@ def s8_train_transforms(mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[floa
     ], strict=True)
 
 
+def flip_train_transforms(mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD,
+                          p_flip: float = 0.5):
+    """Horizontal flip only, with p=0.5: the lightest augmentation that helps a small
+    network on CIFAR-10 (the tuned Session 8 recipe uses it)."""
+    A, ToTensorV2 = _albumentations()
+    return A.Compose([
+        A.HorizontalFlip(p=p_flip),
+        A.Normalize(mean=mean, std=std, max_pixel_value=255.0),
+        ToTensorV2(),
+    ], strict=True)
+
+
 def s9_train_transforms(mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD,
                         p_flip: float = 0.5, p_affine: float = 0.5, p_cutout: float = 0.5,
                         cutout: int = 16):
@@ -300,6 +312,18 @@ def s9_train_transforms(mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[floa
         A.Normalize(mean=mean, std=std, max_pixel_value=255.0),
         ToTensorV2(),
     ], strict=True)
+
+
+AUGMENTATIONS = ("s8", "flip", "s9")
+
+
+def train_transforms(name: str, mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD):
+    """The training pipeline called ``name``: "s8" (the Session 8 seed's flip and rotation,
+    p=0.1 each), "flip" (horizontal flip, p=0.5) or "s9" (flip, shift-scale-rotate, cutout)."""
+    builders = {"s8": s8_train_transforms, "flip": flip_train_transforms, "s9": s9_train_transforms}
+    if name not in builders:
+        raise ValueError(f"unknown augmentation {name!r}; choose one of {', '.join(AUGMENTATIONS)}")
+    return builders[name](mean, std)
 
 
 def denormalize(x: torch.Tensor, mean: Sequence[float] = CIFAR10_MEAN,

@@ -29,6 +29,14 @@ CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
 
+# The albumentations pipelines of helpers.data by name, as augment_batch arguments.
+PRESETS = {
+    "s8": dict(p_flip=0.1, p_affine=0.1, shift=0.0, scale=0.0, rotate=10.0, p_cutout=0.0),
+    "flip": dict(p_flip=0.5, p_affine=0.0, p_cutout=0.0),
+    "s9": dict(p_flip=0.5, p_affine=0.5, p_cutout=0.5),
+}
+
+
 def augment_batch(x: torch.Tensor, generator: torch.Generator, mean: Sequence[float] = CIFAR10_MEAN,
                   p_flip: float = 0.5, p_affine: float = 0.5, p_cutout: float = 0.5,
                   shift: float = 0.0625, scale: float = 0.1, rotate: float = 15.0,

@@ -118,10 +118,11 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def build_model(session: str, norm: str = "bn") -> nn.Module:
-    """``S8(norm)`` for session "s8", ``S9()`` for "s9"."""
+def build_model(session: str, norm: str = "bn", dropout: float | None = None) -> nn.Module:
+    """``S8(norm)`` for session "s8", ``S9()`` for "s9"; ``dropout`` None keeps the network's default."""
+    kwargs = {} if dropout is None else {"dropout": dropout}
     if session == "s8":
-        return S8(norm)
+        return S8(norm, **kwargs)
     if session == "s9":
-        return S9()
+        return S9(**kwargs)
     raise ValueError(f"unknown session {session!r}; choose s8 or s9")

@@ -6,8 +6,10 @@
     improved by 0.1 for 4 epochs), batch 128.
 
 ``tuned`` fits the schedule to the epoch budget instead of waiting for a plateau: OneCycle
-(warm-up then annealing to ~0), Nesterov momentum, weight decay, label smoothing, an EMA of
-the weights and flip test-time augmentation. Its numbers come from ``benchmarks/recipes.py``.
+(warm-up then annealing to ~0), Nesterov momentum, weight decay, label smoothing and flip
+test-time augmentation; S8 also flips half of its training images. LayerNorm and GroupNorm
+get a 5x smaller peak learning rate than BatchNorm (``get_recipe(..., norm=...)``). Each
+choice was measured with ``benchmarks/recipes.py`` and the README's tuning table.
 Needs only torch.
 """
 
@@ -35,8 +37,10 @@ class Recipe:
     patience: int = 4                # plateau: epochs without improvement before a drop
     threshold: float = 0.1           # plateau: an improvement must exceed this (absolute) test loss
     pct_start: float = 0.25          # OneCycle: share of the steps spent warming up
-    augment: str = "s8"              # training augmentation: "s8" (flip/rotate, p=0.1) or "s9" (flip, affine, cutout)
+    augment: str = "s8"              # training augmentation (helpers.data.train_transforms): "s8" (flip and
+                                     # rotate, p=0.1), "flip" (p=0.5) or "s9" (flip, affine, cutout, p=0.5)
     label_smoothing: float = 0.0
+    dropout: float | None = None     # the network's dropout rate; None = its default (S8 0.02, S9 0.05)
     ema_decay: float | None = None   # exponential moving average of weights; None = off
     tta: bool = False                # average predictions of each test image and its flip
 
@@ -47,20 +51,27 @@ class Recipe:
 _RECIPES = {
     ("s8", "seed"): Recipe("seed", schedule="step"),
     ("s9", "seed"): Recipe("seed", schedule="plateau", augment="s9"),
-    ("s8", "tuned"): Recipe("tuned", lr=0.2, nesterov=True, weight_decay=5e-4, schedule="onecycle",
-                            label_smoothing=0.1, tta=True),
+    ("s8", "tuned"): Recipe("tuned", lr=0.1, nesterov=True, weight_decay=5e-4, schedule="onecycle",
+                            augment="flip", label_smoothing=0.1, tta=True),
     ("s9", "tuned"): Recipe("tuned", lr=0.2, nesterov=True, weight_decay=5e-4, schedule="onecycle",
                             augment="s9", label_smoothing=0.1, tta=True),
 }
+# Per-image normalisation (LayerNorm, GroupNorm) trains best at a smaller peak learning rate.
+_NORM_OVERRIDES = {("s8", "tuned", "ln"): {"lr": 0.02}, ("s8", "tuned", "gn"): {"lr": 0.02}}
 
 
-def get_recipe(session: str, name: str = "seed", **overrides) -> Recipe:
-    """The recipe ``name`` for session "s8" or "s9", with any field overridden (e.g. lr=0.05)."""
+def get_recipe(session: str, name: str = "seed", norm: str = "bn", **overrides) -> Recipe:
+    """The recipe ``name`` for session "s8" or "s9" and the network's ``norm`` ("bn", "ln", "gn"),
+    with any field overridden (e.g. lr=0.05; None keeps the recipe's value)."""
     if session not in ("s8", "s9"):
         raise ValueError(f"unknown session {session!r}; choose s8 or s9")
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
-    recipe = replace(_RECIPES[(session, name)], **{k: v for k, v in overrides.items() if v is not None})
+    if norm not in ("bn", "ln", "gn"):
+        raise ValueError(f"unknown norm {norm!r}; choose bn, ln or gn")
+    fields = {**_NORM_OVERRIDES.get((session, name, norm), {}),
+              **{k: v for k, v in overrides.items() if v is not None}}
+    recipe = replace(_RECIPES[(session, name)], **fields)
     if not recipe.lr > 0:
         raise ValueError(f"the learning rate must be positive, got {recipe.lr}")
     if not isinstance(recipe.batch_size, int) or recipe.batch_size < 1:

@@ -67,13 +67,10 @@ def make_loaders(recipe: recipes.Recipe, train_split: data.CifarSplit, test_spli
     device = torch.device(device)
     if loader == "device":
         fast = dict(device=device, seed=seed, mean=mean, std=std, channels_last=device.type == "cuda")
-        augment = {} if recipe.augment == "s9" else dict(p_flip=0.1, p_affine=0.1, shift=0.0, scale=0.0,
-                                                         rotate=10.0, p_cutout=0.0)
         return (device_data.DeviceLoader(train_split.images, train_split.labels, recipe.batch_size, train=True,
-                                         **fast, **augment),
+                                         **fast, **device_data.PRESETS[recipe.augment]),
                 device_data.DeviceLoader(test_split.images, test_split.labels, 1000, train=False, **fast))
-    train_tf = data.s8_train_transforms(mean, std) if recipe.augment == "s8" else data.s9_train_transforms(mean, std)
-    train_ds = data.AugmentedCifar(train_split, train_tf, seed=seed)
+    train_ds = data.AugmentedCifar(train_split, data.train_transforms(recipe.augment, mean, std), seed=seed)
     test_ds = data.AugmentedCifar(test_split, data.eval_transforms(mean, std))
     return (data.make_loader(train_ds, recipe.batch_size, train=True, seed=seed, num_workers=workers),
             data.make_loader(test_ds, 1000, train=False, num_workers=workers))
@@ -93,7 +90,7 @@ def main(argv: list[str] | None = None) -> float:
     tag = f"{args.session}-{args.norm}" if args.session == "s8" else args.session
     out = Path(args.out or f"runs/{tag}-{args.recipe}{'-smoke' if args.smoke else ''}")
     epochs = args.epochs or (1 if args.smoke else 20)
-    recipe = recipes.get_recipe(args.session, args.recipe, lr=args.lr, batch_size=args.batch_size)
+    recipe = recipes.get_recipe(args.session, args.recipe, args.norm, lr=args.lr, batch_size=args.batch_size)
 
     train.set_seed(args.seed)
     root = data.write_synthetic_cifar(out / "smoke-data", 512, 256, seed=args.seed).parent if args.smoke \
@@ -111,9 +108,7 @@ def main(argv: list[str] | None = None) -> float:
 
     train_loader, test_loader = make_loaders(recipe, train_split, test_split, mean, std, args.loader, device,
                                              args.seed, args.workers)
-    model = models.build_model(args.session, args.norm)
-    if args.loader == "device" and device.type == "cuda":
-        model = model.to(device, memory_format=torch.channels_last)
+    model = models.build_model(args.session, args.norm, recipe.dropout)
     if args.compile:
         model.compile()  # compiles the forward in place; state_dict keys stay the same
     optimizer = recipes.make_optimizer(model, recipe)

@@ -76,3 +76,14 @@ def test_loader_batches_normalises_and_is_reproducible(splits):
         DeviceLoader(test_split.images, test_split.labels, batch_size=0)
     with pytest.raises(ValueError, match="empty"):
         DeviceLoader(test_split.images[:0], test_split.labels[:0])
+
+
+def test_presets_match_the_albumentations_pipelines_by_name():
+    from helpers.device_data import PRESETS
+    assert set(PRESETS) == set(data.AUGMENTATIONS)
+    x = torch.rand(400, 3, 8, 8)
+    out = augment_batch(x, _generator(4), **PRESETS["flip"])   # flip only: each image is itself or its mirror
+    same = (out == x).flatten(1).all(1)
+    mirrored = (out == x.flip(3)).flatten(1).all(1)
+    assert (same | mirrored).all() and 0.4 < mirrored.float().mean().item() < 0.6
+    assert PRESETS["s8"]["p_flip"] == 0.1 and PRESETS["s8"]["rotate"] == 10.0 and PRESETS["s8"]["p_cutout"] == 0

@@ -62,6 +62,16 @@ def test_unknown_names_list_the_choices():
     assert isinstance(models.build_model("s8", "ln"), models.S8) and isinstance(models.build_model("s9"), models.S9)
 
 
+def test_build_model_sets_the_dropout_rate_only():
+    def rates(net):
+        return {m.p for m in net.modules() if isinstance(m, nn.Dropout)}
+
+    for session, default in (("s8", 0.02), ("s9", 0.05)):
+        assert rates(models.build_model(session)) == {default}
+        tuned = models.build_model(session, dropout=0.0)
+        assert rates(tuned) == {0.0} and models.count_parameters(tuned) == models.count_parameters(models.build_model(session))
+
+
 @pytest.mark.parametrize("shape, message", [((3, 32, 32), "shaped"), ((2, 1, 32, 32), "shaped"),
                                             ((2, 3, 8, 8), "at least")])
 def test_wrong_inputs_are_explained(shape, message):

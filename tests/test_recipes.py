@@ -27,6 +27,24 @@ def test_tuned_recipes_fit_the_schedule_to_the_budget(session):
     assert opt.param_groups[0]["nesterov"] and recipe.label_smoothing > 0
 
 
+def test_tuned_recipe_lowers_the_learning_rate_for_per_image_norms():
+    bn, ln, gn = (recipes.get_recipe("s8", "tuned", norm) for norm in ("bn", "ln", "gn"))
+    assert ln.lr == gn.lr == bn.lr / 5
+    assert {r.augment for r in (bn, ln, gn)} == {"flip"}
+    assert recipes.get_recipe("s8", "seed", "ln") == recipes.get_recipe("s8", "seed", "bn")  # the seed has one lr
+    assert recipes.get_recipe("s8", "tuned", "ln", lr=0.3).lr == 0.3                    # explicit overrides win
+    with pytest.raises(ValueError, match="bn, ln or gn"):
+        recipes.get_recipe("s8", "tuned", "xn")
+
+
+def test_every_recipe_names_a_known_augmentation():
+    from helpers import data, device_data
+    for session in ("s8", "s9"):
+        for name in recipes.RECIPES:
+            augment = recipes.get_recipe(session, name).augment
+            assert augment in data.AUGMENTATIONS and augment in device_data.PRESETS
+
+
 def test_overrides_and_tiny_budgets():
     assert recipes.get_recipe("s9", "tuned", lr=0.05, batch_size=None).lr == 0.05
     _, _, sched = _build("s8", "tuned", epochs=1, steps=2)   # OneCycle needs >= 1 warm-up step

@@ -88,6 +88,22 @@ def test_same_seed_gives_identical_histories(splits):
     assert third != first
 
 
+def test_channels_last_is_a_layout_change_only(splits):
+    history, model, *_ = _run(splits, 1)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.kernel_size != (1, 1)]
+    assert all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
+    assert not all(c.weight.is_contiguous() for c in convs)  # really N,H,W,C, not merely contiguous
+    x = torch.randn(8, 3, 32, 32)
+    standard = models.S8("bn")
+    standard.load_state_dict(model.state_dict())  # copies values into contiguous weights
+    model.eval(), standard.eval()
+    assert all(p.is_contiguous() for p in standard.parameters())
+    torch.testing.assert_close(model(x), standard(x), rtol=1e-4, atol=1e-4)
+    plain, plain_model, *_ = _run(splits, 1, channels_last=False)
+    assert all(p.is_contiguous() for p in plain_model.parameters())
+    assert plain[0]["test_acc"] == pytest.approx(history[0]["test_acc"], abs=2.0)
+
+
 def test_interrupted_then_resumed_run_ends_like_an_uninterrupted_one(splits, tmp_path):
     full, *_ = _run(splits, 3, "step", out_dir=tmp_path / "full")
 
