@@ -314,16 +314,26 @@ def s9_train_transforms(mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[floa
     ], strict=True)
 
 
-AUGMENTATIONS = ("s8", "flip", "s9")
+AUGMENTATIONS = ("s8", "flip", "s9", "s9-light")
 
 
 def train_transforms(name: str, mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD):
-    """The training pipeline called ``name``: "s8" (the Session 8 seed's flip and rotation,
-    p=0.1 each), "flip" (horizontal flip, p=0.5) or "s9" (flip, shift-scale-rotate, cutout)."""
-    builders = {"s8": s8_train_transforms, "flip": flip_train_transforms, "s9": s9_train_transforms}
-    if name not in builders:
-        raise ValueError(f"unknown augmentation {name!r}; choose one of {', '.join(AUGMENTATIONS)}")
-    return builders[name](mean, std)
+    """The training pipeline called ``name``:
+
+    * "s8": the Session 8 seed's flip and rotation, p=0.1 each;
+    * "flip": horizontal flip, p=0.5;
+    * "s9": the Session 9 seed's flip, shift-scale-rotate and cutout, p=0.5 each;
+    * "s9-light": the same three, with shift-scale-rotate and cutout at p=0.25 only.
+    """
+    if name == "s8":
+        return s8_train_transforms(mean, std)
+    if name == "flip":
+        return flip_train_transforms(mean, std)
+    if name == "s9":
+        return s9_train_transforms(mean, std)
+    if name == "s9-light":
+        return s9_train_transforms(mean, std, p_affine=0.25, p_cutout=0.25)
+    raise ValueError(f"unknown augmentation {name!r}; choose one of {', '.join(AUGMENTATIONS)}")
 
 
 def denormalize(x: torch.Tensor, mean: Sequence[float] = CIFAR10_MEAN,

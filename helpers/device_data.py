@@ -11,8 +11,9 @@ sample with its own random parameters:
 * one ``cutout`` x ``cutout`` hole filled with the mean colour with probability ``p_cutout``;
 * normalisation with the dataset mean / std.
 
-It yields ``(images, labels)`` like a DataLoader, so ``helpers.train.fit`` takes it as it is.
-The randomness depends only on (seed, epoch), so runs are reproducible and resumable.
+``PRESETS`` holds the arguments that match each named albumentations pipeline of
+``helpers.data.train_transforms`` ("s8", "flip", "s9", "s9-light"). The loader yields ``(images, labels)``
+like a DataLoader, so ``helpers.train.fit`` takes it as it is. The randomness depends only on (seed, epoch), so runs are reproducible and resumable.
 Needs only torch and numpy.
 """
 
@@ -34,6 +35,7 @@ PRESETS = {
     "s8": dict(p_flip=0.1, p_affine=0.1, shift=0.0, scale=0.0, rotate=10.0, p_cutout=0.0),
     "flip": dict(p_flip=0.5, p_affine=0.0, p_cutout=0.0),
     "s9": dict(p_flip=0.5, p_affine=0.5, p_cutout=0.5),
+    "s9-light": dict(p_flip=0.5, p_affine=0.25, p_cutout=0.25),
 }
 
 

@@ -139,17 +139,19 @@ def test_pipelines_are_strict_and_use_albumentations_2_arguments():
 
 
 def test_augmentations_by_name():
-    assert data.AUGMENTATIONS == ("s8", "flip", "s9")
+    assert data.AUGMENTATIONS == ("s8", "flip", "s9", "s9-light")
     for name in data.AUGMENTATIONS:
         assert data.train_transforms(name).strict
     assert list(_by_name(data.train_transforms("s8"))) == list(_by_name(data.s8_train_transforms()))
     assert list(_by_name(data.train_transforms("s9"))) == list(_by_name(data.s9_train_transforms()))
+    light = _by_name(data.train_transforms("s9-light"))
+    assert (light["HorizontalFlip"].p, light["Affine"].p, light["CoarseDropout"].p) == (0.5, 0.25, 0.25)
     flip = data.train_transforms("flip")
     assert list(_by_name(flip)) == ["HorizontalFlip", "Normalize", "ToTensorV2"] and flip.transforms[0].p == 0.5
     image = np.arange(32 * 32 * 3, dtype=np.uint8).reshape(32, 32, 3)
     mirrored = data.flip_train_transforms(p_flip=1.0)(image=image)["image"]
     torch.testing.assert_close(mirrored, data.eval_transforms()(image=image[:, ::-1].copy())["image"])
-    with pytest.raises(ValueError, match="s8, flip, s9"):
+    with pytest.raises(ValueError, match="s8, flip, s9, s9-light"):
         data.train_transforms("crop")
 
 
