@@ -9,7 +9,7 @@ One module per concept, each usable on its own:
 * ``rf``          receptive-field tables
 * ``summary``     model summaries (torchinfo)
 * ``train``       training loop, evaluation, checkpoints, resume
-* ``recipes``     optimiser and schedule of each recipe (seed, tuned)
+* ``recipes``     every hyperparameter of each recipe (seed, tuned)
 * ``plots``       figures
 * ``run``         command line: ``python -m helpers.run {s8,s9}``
 """
