@@ -23,6 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from helpers import plots, run, train  # noqa: E402
@@ -91,8 +92,9 @@ def main(argv: list[str] | None = None) -> dict:
     if args.plot_dir:
         for name, by_recipe in results.items():
             path = Path(args.plot_dir) / f"recipes_{name}.png"
-            plots.plot_history({f"{recipe} recipe": by_recipe[recipe][0] for recipe in RECIPES},
-                               title=f"{name}: seed vs tuned recipe, seed {args.seeds[0]}", save=str(path))
+            fig = plots.plot_history({f"{recipe} recipe": by_recipe[recipe][0] for recipe in RECIPES},
+                                     title=f"{name}: seed vs tuned recipe, seed {args.seeds[0]}", save=str(path))
+            plt.close(fig)
             print(f"wrote {path}")
     return results
 

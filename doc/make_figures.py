@@ -23,6 +23,8 @@ import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 
+import matplotlib.pyplot as plt  # noqa: E402
+
 from helpers import data, models, plots, rf, run, train  # noqa: E402
 
 DOC = ROOT / "doc"
@@ -42,6 +44,7 @@ def dataset_figures(root: str | None) -> None:
     rows.update({name: data.augment_examples(image, tf, 8, 0, mean, std)
                  for name, tf in data.s9_preview_transforms(mean, std).items()})
     plots.show_image_rows(rows, save=str(DOC / "s9_augmentations.png"))
+    plt.close("all")
     print(f"dataset figures from {len(split)} training images; mean {tuple(round(m, 4) for m in mean)}, "
           f"std {tuple(round(s, 4) for s in std)}")
 
@@ -49,6 +52,7 @@ def dataset_figures(root: str | None) -> None:
 def rf_figures() -> None:
     rf.plot_rf_table(rf.rf_table(models.S8()), "S8", save=str(DOC / "rf_s8.png"))
     rf.plot_rf_table(rf.rf_table(models.S9()), "S9", save=str(DOC / "rf_s9.png"))
+    plt.close("all")
 
 
 def training_figures(root: str | None, s8_epochs: int, s9_epochs: int, device: str) -> None:
@@ -59,7 +63,8 @@ def training_figures(root: str | None, s8_epochs: int, s9_epochs: int, device: s
         run.main(["s8", "--norm", norm, "--epochs", str(s8_epochs), "--out", str(out), *common])
         histories[norm.upper()] = train.load_checkpoint(out / "checkpoint.pt")["history"]
         shutil.copy(out / "misclassified.png", DOC / f"s8_misclassified_{norm}.png")
-    plots.plot_history(histories, title=f"S8 on the sample, {s8_epochs} epochs", save=str(DOC / "s8_curves.png"))
+    plt.close(plots.plot_history(histories, title=f"S8 on the sample, {s8_epochs} epochs",
+                                 save=str(DOC / "s8_curves.png")))
 
     out = ROOT / "runs" / "course" / f"s9-seed-e{s9_epochs}"
     run.main(["s9", "--epochs", str(s9_epochs), "--out", str(out), *common])

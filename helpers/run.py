@@ -19,6 +19,7 @@ from pathlib import Path
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import matplotlib
+import matplotlib.pyplot
 import torch
 
 from helpers import data, device_data, models, plots, recipes, train  # noqa: E402
@@ -132,11 +133,15 @@ def main(argv: list[str] | None = None) -> float:
     log_probs, labels = train.predict(evaluated, test_loader, device, tta=recipe.tta)
     wrong = train.misclassified(log_probs, labels, 20)
     classes = test_split.classes
-    plots.plot_history(history, title=f"{tag} ({recipe.name} recipe)", save=str(out / "curves.png"))
-    plots.plot_lr(history, save=str(out / "lr.png"))
-    plots.show_misclassified(test_split.images[[i for i, _, _ in wrong]], [t for _, t, _ in wrong],
-                             [p for _, _, p in wrong], classes, save=str(out / "misclassified.png"))
-    plots.plot_confusion(labels.numpy(), log_probs.argmax(1).numpy(), classes, save=str(out / "confusion.png"))
+    figures = [
+        plots.plot_history(history, title=f"{tag} ({recipe.name} recipe)", save=str(out / "curves.png")),
+        plots.plot_lr(history, save=str(out / "lr.png")),
+        plots.show_misclassified(test_split.images[[i for i, _, _ in wrong]], [t for _, t, _ in wrong],
+                                 [p for _, _, p in wrong], classes, save=str(out / "misclassified.png")),
+        plots.plot_confusion(labels.numpy(), log_probs.argmax(1).numpy(), classes, save=str(out / "confusion.png")),
+    ]
+    for fig in figures:  # saved; close them so repeated runs in one process do not pile figures up
+        matplotlib.pyplot.close(fig)
     best = train.best_epoch(history)
     print(f"best test accuracy {best['test_acc']:.2f}% at epoch {best['epoch']} "
           f"(final {history[-1]['test_acc']:.2f}%); outputs in {out}")

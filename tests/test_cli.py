@@ -5,6 +5,7 @@ import sys
 import urllib.error
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pytest
 
 from helpers import run, train
@@ -81,3 +82,4 @@ def test_resume_continues_a_run_and_device_loader_path(tmp_path, capsys):
     second = json.loads((out / "history.json").read_text())
     assert "resumed from" in capsys.readouterr().out
     assert len(first) == 1 and len(second) == 2 and second[0] == first[0]
+    assert plt.get_fignums() == []  # figures are saved and closed: many runs in one process (make_figures) stay light
