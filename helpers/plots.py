@@ -9,6 +9,7 @@ from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 _METRICS = (("train_loss", "train loss"), ("test_loss", "test loss"),
             ("train_acc", "train accuracy (%)"), ("test_acc", "test accuracy (%)"))
@@ -73,6 +74,7 @@ def plot_history(history: list[dict] | Mapping[str, list[dict]], title: str | No
             ax.plot([e["epoch"] for e in h], [e[key] for e in h], marker=".", label=name or None)
         ax.set_title(label)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.grid(alpha=0.3)
         if len(runs) > 1:
             ax.legend()
@@ -89,6 +91,7 @@ def plot_lr(history: list[dict] | Mapping[str, list[dict]], save: str | None = N
         ax.step([e["epoch"] for e in h], [e["lr"] for e in h], where="post", marker=".", label=name or None)
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("learning rate")
     ax.grid(alpha=0.3, which="both")
     if len(runs) > 1:

@@ -33,6 +33,10 @@ def test_history_curves_single_and_overlaid(tmp_path):
     assert len(fig.axes[0].lines) == 2 and fig.axes[0].get_legend() is not None
     fig = plots.plot_lr(HISTORY, save=str(tmp_path / "lr.png"))
     assert fig.axes[0].get_yscale() == "log" and (tmp_path / "lr.png").exists()
+    long_run = [{**HISTORY[0], "epoch": e} for e in range(1, 21)]  # 20 epochs: default ticks would be 2.5, 7.5, ...
+    for fig in (plots.plot_history(long_run), plots.plot_lr(long_run)):
+        fig.canvas.draw()
+        assert all(float(t).is_integer() for t in fig.axes[0].get_xticks()), "epochs are whole numbers"
 
 
 def test_misclassified_titles(images):
