@@ -71,6 +71,7 @@ def format_table(results: dict[str, dict[str, list[list[dict]]]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    """Train (or resume) every run, print the table; return {run: {recipe: [history per seed]}}."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", nargs="+", choices=list(RUNS), default=list(RUNS))
     p.add_argument("--epochs", type=int, default=20)

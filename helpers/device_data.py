@@ -11,10 +11,13 @@ sample with its own random parameters:
 * one ``cutout`` x ``cutout`` hole filled with the mean colour with probability ``p_cutout``;
 * normalisation with the dataset mean / std.
 
-``PRESETS`` holds the arguments that match each named albumentations pipeline of
-``helpers.data.train_transforms`` ("s8", "flip", "s9", "s9-light"). The loader yields ``(images, labels)``
-like a DataLoader, so ``helpers.train.fit`` takes it as it is. The randomness depends only on (seed, epoch), so runs are reproducible and resumable.
-Needs only torch and numpy.
+``PRESETS`` holds the arguments that mirror each named albumentations pipeline of
+``helpers.data.train_transforms`` ("s8", "flip", "s9", "s9-light"): the same transforms with the
+same probabilities and ranges, though not pixel for pixel (interpolation differs, and borders are
+always reflected, where the "s8" pipeline's rotation fills them with black). The loader yields
+``(images, labels)`` like a DataLoader, so ``helpers.train.fit`` takes it as it is. The
+randomness depends only on (seed, epoch), so runs are reproducible and resumable. Needs only
+torch and numpy.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
 
-# The albumentations pipelines of helpers.data by name, as augment_batch arguments.
+# The albumentations pipelines of helpers.data by name, as augment_batch arguments (see above).
 PRESETS = {
     "s8": dict(p_flip=0.1, p_affine=0.1, shift=0.0, scale=0.0, rotate=10.0, p_cutout=0.0),
     "flip": dict(p_flip=0.5, p_affine=0.0, p_cutout=0.0),

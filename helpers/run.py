@@ -109,6 +109,10 @@ def main(argv: list[str] | None = None) -> float:
 
     train_loader, test_loader = make_loaders(recipe, train_split, test_split, mean, std, args.loader, device,
                                              args.seed, args.workers)
+    # What makes two runs the same run: --resume refuses a checkpoint saved with other settings.
+    config = {"session": args.session, "norm": args.norm if args.session == "s8" else None,
+              "recipe": recipe.as_dict(), "seed": args.seed, "loader": args.loader,
+              "data": "synthetic smoke data" if args.smoke else str(data.ensure_cifar10(root).resolve())}
     model = models.build_model(args.session, args.norm, recipe.dropout)
     if args.compile:
         model.compile()  # compiles the forward in place; state_dict keys stay the same
@@ -118,19 +122,16 @@ def main(argv: list[str] | None = None) -> float:
         history = train.fit(model, train_loader, test_loader, optimizer, scheduler, epochs, device,
                             label_smoothing=recipe.label_smoothing, ema_decay=recipe.ema_decay, tta=recipe.tta,
                             amp=args.loader == "device" and device.type == "cuda", out_dir=str(out),
-                            resume=args.resume, progress=not args.no_progress)
-    except train.NonFiniteLossError as e:
+                            resume=args.resume, progress=not args.no_progress, config=config)
+    except (train.NonFiniteLossError, train.CheckpointMismatchError) as e:
         sys.exit(f"error: {e}")
     except KeyboardInterrupt:
         print(f"interrupted: the last completed epoch is saved in {out}; rerun with --resume to continue",
               file=sys.stderr)
         sys.exit(130)
 
-    # Figures from the final weights (the EMA when the recipe keeps one).
-    evaluated = train.make_ema(model, recipe.ema_decay) if recipe.ema_decay else model
-    if recipe.ema_decay:
-        evaluated.load_state_dict(train.load_checkpoint(out / "checkpoint.pt", device)["ema"])
-    log_probs, labels = train.predict(evaluated, test_loader, device, tta=recipe.tta)
+    # Figures from the final weights (fit leaves the EMA in the model when the recipe keeps one).
+    log_probs, labels = train.predict(model, test_loader, device, tta=recipe.tta)
     wrong = train.misclassified(log_probs, labels, 20)
     classes = test_split.classes
     figures = [

@@ -12,7 +12,9 @@ scheduler after every epoch.
 With ``out_dir`` the run writes ``checkpoint.pt`` (model, optimiser, scheduler, EMA, RNG
 states, history) and ``history.json`` after every epoch, atomically: an interrupted run keeps
 its last completed epoch, and ``resume=True`` continues it to the same result as an
-uninterrupted run. Needs only torch and tqdm.
+uninterrupted run. A ``config`` (plain data describing the run: recipe, data, seed) is saved
+with the checkpoint, and resuming refuses a checkpoint saved with a different one. Needs only
+torch and tqdm.
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ HISTORY_KEYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite."""
+
+
+class CheckpointMismatchError(ValueError):
+    """``resume`` found a checkpoint saved by a run with other settings."""
 
 
 def set_seed(seed: int) -> None:
@@ -172,9 +178,10 @@ def save_history(history: list[dict], path: str | os.PathLike) -> None:
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer, scheduler, history: list[dict],
-                    ema: nn.Module | None = None) -> None:
+                    ema: nn.Module | None = None, config: dict | None = None) -> None:
     """Everything needed to continue training exactly where it stopped, written atomically."""
     state = {
+        "config": config,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
@@ -197,6 +204,23 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
                          f"{str(e).splitlines()[0]})") from None
 
 
+def config_changes(saved: dict | None, config: dict | None) -> list[str]:
+    """The settings that differ between a checkpoint's config and this run's, as "key: old -> new".
+
+    Nested dicts (a recipe) are compared key by key; a side without a config matches anything.
+    """
+    if saved is None or config is None:
+        return []
+    changes = []
+    for key in sorted(set(saved) | set(config)):
+        old, new = saved.get(key), config.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            changes += [f"{key}.{change}" for change in config_changes(old, new)]
+        elif old != new:
+            changes.append(f"{key}: {old!r} -> {new!r}")
+    return changes
+
+
 def _restore(state: dict, model, optimizer, scheduler, ema) -> list[dict]:
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
@@ -215,12 +239,14 @@ def fit(model: nn.Module, train_loader: Iterable, test_loader: Iterable, optimiz
         scheduler=None, epochs: int = 20, device: torch.device | str = "cpu", label_smoothing: float = 0.0,
         ema_decay: float | None = None, tta: bool = False, amp: bool = False, out_dir: str | None = None,
         resume: bool = False, progress: bool = True, verbose: bool = True,
-        channels_last: bool = True) -> list[dict]:
+        channels_last: bool = True, config: dict | None = None) -> list[dict]:
     """Train for ``epochs`` epochs and return the history (see the module docstring).
 
-    ``ema_decay`` evaluates an exponential moving average of the weights, ``tta`` adds
-    flip test-time augmentation, ``amp`` uses bfloat16 autocast. With ``out_dir`` a checkpoint
-    and ``history.json`` are written after each epoch; ``resume`` continues from them.
+    ``ema_decay`` evaluates an exponential moving average of the weights, and the model ends
+    holding those averaged weights, the ones the history scored. ``tta`` adds flip test-time
+    augmentation, ``amp`` uses bfloat16 autocast. With ``out_dir`` a checkpoint and
+    ``history.json`` are written after each epoch; ``resume`` continues from them, and refuses
+    (CheckpointMismatchError) a checkpoint whose saved ``config`` differs from this one.
     ``channels_last`` stores the model's weights as N,H,W,C on a CPU or CUDA device, which
     makes its convolutions faster (about 1.4x for the S9 net on a CPU); results are the same
     up to float rounding.
@@ -238,7 +264,12 @@ def fit(model: nn.Module, train_loader: Iterable, test_loader: Iterable, optimiz
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         ckpt, hist_path = Path(out_dir) / "checkpoint.pt", Path(out_dir) / "history.json"
         if resume and ckpt.is_file():
-            history = _restore(load_checkpoint(ckpt, device), model, optimizer, scheduler, ema)
+            state = load_checkpoint(ckpt, device)
+            changes = config_changes(state.get("config"), config)
+            if changes:
+                raise CheckpointMismatchError(f"{ckpt} was saved by a run with other settings ({'; '.join(changes)}): "
+                                 f"train into a new folder, or resume with the same settings")
+            history = _restore(state, model, optimizer, scheduler, ema)
             if verbose:
                 print(f"resumed from {ckpt} after epoch {len(history)}")
     elif resume:
@@ -263,7 +294,7 @@ def fit(model: nn.Module, train_loader: Iterable, test_loader: Iterable, optimiz
                 print(f"epoch {epoch:2d}  lr {lr:.4f}  train loss {train_loss:.3f} acc {train_acc:5.2f}%  "
                       f"test loss {test_loss:.3f} acc {test_acc:5.2f}%")
             if ckpt is not None:
-                save_checkpoint(ckpt, model, optimizer, scheduler, history, ema)
+                save_checkpoint(ckpt, model, optimizer, scheduler, history, ema, config)
                 save_history(history, hist_path)
     except KeyboardInterrupt:
         if verbose:
@@ -273,6 +304,8 @@ def fit(model: nn.Module, train_loader: Iterable, test_loader: Iterable, optimiz
     except NonFiniteLossError as e:
         kept = f" The checkpoint of epoch {len(history)} in {out_dir} is kept." if ckpt and history else ""
         raise NonFiniteLossError(f"{e}.{kept}") from None
+    if ema is not None:
+        model.load_state_dict(ema.module.state_dict())  # hand back the weights the history scored
     return history
 
 

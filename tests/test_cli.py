@@ -76,10 +76,13 @@ def test_unavailable_device_is_a_usage_error(capsys, monkeypatch):
 def test_resume_continues_a_run_and_device_loader_path(tmp_path, capsys):
     out = tmp_path / "r"
     base = ["s8", "--smoke", "--out", str(out), "--no-progress", "--loader", "device", "--device", "cpu"]
+    open_figures = plt.get_fignums()
     run.main(base + ["--epochs", "1"])
     first = json.loads((out / "history.json").read_text())
     run.main(base + ["--epochs", "2", "--resume"])
     second = json.loads((out / "history.json").read_text())
     assert "resumed from" in capsys.readouterr().out
     assert len(first) == 1 and len(second) == 2 and second[0] == first[0]
-    assert plt.get_fignums() == []  # figures are saved and closed: many runs in one process (make_figures) stay light
+    assert plt.get_fignums() == open_figures  # saved and closed: many runs in one process (make_figures) stay light
+    with pytest.raises(SystemExit, match=r"other settings \(recipe.lr: 0.1 -> 0.05\)"):
+        run.main(base + ["--epochs", "3", "--resume", "--lr", "0.05"])  # not the run that is saved there

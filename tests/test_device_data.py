@@ -87,3 +87,10 @@ def test_presets_match_the_albumentations_pipelines_by_name():
     mirrored = (out == x.flip(3)).flatten(1).all(1)
     assert (same | mirrored).all() and 0.4 < mirrored.float().mean().item() < 0.6
     assert PRESETS["s8"]["p_flip"] == 0.1 and PRESETS["s8"]["rotate"] == 10.0 and PRESETS["s8"]["p_cutout"] == 0
+    # every preset uses the probabilities of the albumentations pipeline of the same name
+    kinds = {"HorizontalFlip": "p_flip", "Affine": "p_affine", "Rotate": "p_affine", "CoarseDropout": "p_cutout"}
+    for name, preset in PRESETS.items():
+        probabilities = {kinds[type(t).__name__]: t.p for t in data.train_transforms(name).transforms
+                         if type(t).__name__ in kinds}
+        assert {key: preset.get(key, 0.0) for key in kinds.values()} == {"p_flip": 0.0, "p_affine": 0.0,
+                                                                          "p_cutout": 0.0, **probabilities}, name

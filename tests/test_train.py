@@ -171,10 +171,31 @@ def test_non_finite_loss_stops_with_epoch_and_batch_and_keeps_checkpoint(splits,
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
 
 
-def test_ema_and_tta_options_run_and_report_valid_metrics(splits, tmp_path):
-    history, *_ = _run(splits, 1, "onecycle", ema_decay=0.9, tta=True, label_smoothing=0.1, out_dir=tmp_path)
-    assert 0 <= history[0]["test_acc"] <= 100
-    assert train.load_checkpoint(tmp_path / "checkpoint.pt")["ema"] is not None
+def test_ema_and_tta_options_run_and_the_model_ends_with_the_scored_weights(splits, tmp_path):
+    history, model, *_ = _run(splits, 2, "onecycle", ema_decay=0.9, tta=True, label_smoothing=0.1, out_dir=tmp_path)
+    state = train.load_checkpoint(tmp_path / "checkpoint.pt")
+    assert state["ema"] is not None
+    # fit hands back the averaged weights: predicting with the model reproduces the history's last test scores
+    _, test_loader = _loaders(splits, n_train=256)
+    log_probs, labels = train.predict(model, test_loader, torch.device("cpu"), tta=True)
+    assert history[-1]["test_acc"] == pytest.approx(100 * (log_probs.argmax(1) == labels).float().mean().item())
+    assert history[-1]["test_loss"] == pytest.approx(-log_probs[torch.arange(len(labels)), labels].mean().item(),
+                                                     rel=1e-5)
+    raw = {k: v for k, v in state["model"].items() if v.is_floating_point()}
+    assert any(not torch.equal(model.state_dict()[k], v) for k, v in raw.items()), "still the raw weights"
+
+
+def test_resume_refuses_a_checkpoint_saved_with_other_settings(splits, tmp_path):
+    config = {"session": "s8", "recipe": {"lr": 0.05, "augment": "s8"}, "seed": 0}
+    first, *_ = _run(splits, 1, out_dir=tmp_path, config=config)
+    assert train.load_checkpoint(tmp_path / "checkpoint.pt")["config"] == config
+    changed = {**config, "recipe": {"lr": 0.1, "augment": "s8"}}
+    with pytest.raises(train.CheckpointMismatchError, match=r"recipe.lr: 0.05 -> 0.1"):
+        _run(splits, 2, out_dir=tmp_path, resume=True, config=changed)
+    resumed, *_ = _run(splits, 2, out_dir=tmp_path, resume=True, config=config)  # the same settings continue
+    assert resumed[0] == first[0] and len(resumed) == 2
+    assert train.config_changes(None, config) == [] and train.config_changes(config, None) == []
+    assert train.config_changes({"seed": 0}, {"seed": 1, "norm": "bn"}) == ["norm: None -> 'bn'", "seed: 0 -> 1"]
 
 
 def test_crafted_checkpoint_runs_no_code(tmp_path):
