@@ -112,7 +112,8 @@ def main(argv: list[str] | None = None) -> float:
     # What makes two runs the same run: --resume refuses a checkpoint saved with other settings.
     config = {"session": args.session, "norm": args.norm if args.session == "s8" else None,
               "recipe": recipe.as_dict(), "seed": args.seed, "loader": args.loader,
-              "data": "synthetic smoke data" if args.smoke else str(data.ensure_cifar10(root).resolve())}
+              "data": f"{'synthetic' if args.smoke else 'CIFAR-10'}: {len(train_split)} train / "
+                      f"{len(test_split)} test images"}  # not the folder: a run may move between machines
     model = models.build_model(args.session, args.norm, recipe.dropout)
     if args.compile:
         model.compile()  # compiles the forward in place; state_dict keys stay the same
