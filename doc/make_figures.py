@@ -1,7 +1,8 @@
 """Regenerate every image the README shows, from real CIFAR-10 images.
 
     python doc/make_figures.py --data-root /path/to/folder/with/cifar-10-batches-py
-    python doc/make_figures.py --s8-epochs 20 --s9-epochs 6      # the settings of the committed images
+    # the committed images: the course's real-image sample, 20 epochs for both sessions
+    python doc/make_figures.py --data-root ../shared/cifar10-sample --s8-epochs 20 --s9-epochs 20
 
 Training runs (seed recipe) go through the command-line runner into runs/course/ and are resumed, not
 repeated, when the script is run again. Writes PNGs into doc/ and prints what it used.

@@ -2,8 +2,8 @@
 
 ``seed`` reproduces the seed documents:
   * S8: SGD lr 0.1, momentum 0.9, StepLR (x0.1 every 8 epochs), batch 128.
-  * S9: SGD lr 0.1, momentum 0.9, ReduceLROnPlateau on the test loss (x0.1 when it has not
-    improved by 0.1 for 4 epochs), batch 128.
+  * S9: SGD lr 0.1, momentum 0.9, ReduceLROnPlateau on the test loss (x0.1 once it has gone
+    more than 4 epochs without falling more than 0.1 below its best), batch 128.
 
 ``tuned`` fits the schedule to the epoch budget instead of waiting for a plateau: OneCycle
 (warm-up then annealing to ~0), Nesterov momentum, weight decay, label smoothing and flip

@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive(int), default=None, help="default 128")
     p.add_argument("--lr", type=_positive(float), default=None, help="default: the recipe's")
     p.add_argument("--data-root", default=None, help="folder holding cifar-10-batches-py/ (default $CIFAR10_ROOT or ./data)")
-    p.add_argument("--out", default=None, help="output folder (default runs/<session>-<recipe>)")
+    p.add_argument("--out", default=None, help="output folder (default runs/s8-<norm>-<recipe> or runs/s9-<recipe>)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--device", choices=train.DEVICES, default="auto")
     p.add_argument("--loader", choices=("albumentations", "device"), default="albumentations",
