@@ -6,10 +6,10 @@
 
 The training batch files are split: the last one present (data_batch_4 of the course sample,
 data_batch_5 of full CIFAR-10) is held out for validation and the others are trained on, so the
-test batch stays
-untouched for benchmarks/recipes.py. Prints one JSON line (and appends it to --log): the
-settings, final and best validation accuracy, final training accuracy. doc/tuning.md lists the
-runs behind the tuned recipes. Not a test: minutes (S8) to an hour (S9) on a CPU.
+test batch stays untouched for benchmarks/recipes.py. Prints one JSON line (and appends it to
+--log): the settings, final and best validation accuracy, final training accuracy.
+doc/tuning.md lists the runs behind the tuned recipes. Not a test: minutes (S8) to an hour (S9)
+on a CPU.
 """
 
 from __future__ import annotations

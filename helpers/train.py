@@ -267,8 +267,9 @@ def fit(model: nn.Module, train_loader: Iterable, test_loader: Iterable, optimiz
             state = load_checkpoint(ckpt, device)
             changes = config_changes(state.get("config"), config)
             if changes:
-                raise CheckpointMismatchError(f"{ckpt} was saved by a run with other settings ({'; '.join(changes)}): "
-                                 f"train into a new folder, or resume with the same settings")
+                raise CheckpointMismatchError(
+                    f"{ckpt} was saved by a run with other settings ({'; '.join(changes)}): "
+                    f"train into a new folder, or resume with the same settings")
             history = _restore(state, model, optimizer, scheduler, ema)
             if verbose:
                 print(f"resumed from {ckpt} after epoch {len(history)}")
