@@ -11,6 +11,12 @@ sample with its own random parameters:
 * one ``cutout`` x ``cutout`` hole filled with the mean colour with probability ``p_cutout``;
 * normalisation with the dataset mean / std.
 
+All random numbers of a batch are drawn in one call, the constants (mean, std, the identity
+transform) are built once per loader, and nothing waits for the device inside the loop: the
+GPU works through the batches while Python queues the next. Training batches all have the
+same size (the last partial batch of an epoch is dropped, as ``drop_last``), so shapes stay
+static for cuDNN's autotuner and for compiled models.
+
 ``PRESETS`` holds the arguments that mirror each named albumentations pipeline of
 ``helpers.data.train_transforms`` ("s8", "flip", "s9", "s9-light"): the same transforms with the
 same probabilities and ranges, though not pixel for pixel (interpolation differs, and borders are
@@ -42,46 +48,49 @@ PRESETS = {
 }
 
 
-def augment_batch(x: torch.Tensor, generator: torch.Generator, mean: Sequence[float] = CIFAR10_MEAN,
+def augment_batch(x: torch.Tensor, generator: torch.Generator,
+                  mean: Sequence[float] | torch.Tensor = CIFAR10_MEAN,
                   p_flip: float = 0.5, p_affine: float = 0.5, p_cutout: float = 0.5,
                   shift: float = 0.0625, scale: float = 0.1, rotate: float = 15.0,
                   cutout: int = 16) -> torch.Tensor:
-    """Augment a float batch (N, 3, H, W) in [0, 1]; every sample draws its own parameters."""
+    """Augment a float batch (N, 3, H, W) in [0, 1]; every sample draws its own parameters.
+
+    ``mean`` (the cutout fill) may be a tensor already on the device, which saves a copy.
+    """
     n, _, h, w = x.shape
     dev = x.device
+    r = torch.rand(n, 9, device=dev, generator=generator)  # every random number of the batch at once
 
-    def uniform(low: float, high: float) -> torch.Tensor:
-        return low + (high - low) * torch.rand(n, device=dev, generator=generator)
+    def uniform(col: int, low: float, high: float) -> torch.Tensor:
+        return low + (high - low) * r[:, col]
 
-    def chance(p: float) -> torch.Tensor:
-        return torch.rand(n, device=dev, generator=generator) < p
-
-    flip = chance(p_flip)
+    flip = r[:, 0] < p_flip
     x = torch.where(flip.view(n, 1, 1, 1), x.flip(3), x)
 
     if p_affine > 0:
-        use = chance(p_affine)
-        angle = torch.deg2rad(uniform(-rotate, rotate))
-        s = uniform(1 - scale, 1 + scale)
-        tx, ty = uniform(-shift, shift) * 2, uniform(-shift, shift) * 2  # normalised coords span 2
+        use = r[:, 1] < p_affine
+        angle = torch.deg2rad(uniform(2, -rotate, rotate))
+        s = uniform(3, 1 - scale, 1 + scale)
+        tx, ty = uniform(4, -shift, shift) * 2, uniform(5, -shift, shift) * 2  # normalised coords span 2
         cos, sin = torch.cos(angle) / s, torch.sin(angle) / s
         # affine_grid maps output -> input: the inverse of "scale, rotate, then shift"
         theta = torch.stack([torch.stack([cos, sin, -(cos * tx + sin * ty)], 1),
                              torch.stack([-sin, cos, -(-sin * tx + cos * ty)], 1)], 1)
-        identity = torch.tensor([[1.0, 0, 0], [0, 1.0, 0]], device=dev).expand(n, 2, 3)
+        identity = torch.zeros_like(theta)
+        identity[:, 0, 0] = identity[:, 1, 1] = 1.0
         theta = torch.where(use.view(n, 1, 1), theta, identity)
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
     if p_cutout > 0:
-        use = chance(p_cutout)
-        y0 = (torch.rand(n, device=dev, generator=generator) * (h - cutout + 1)).long()
-        x0 = (torch.rand(n, device=dev, generator=generator) * (w - cutout + 1)).long()
+        use = r[:, 6] < p_cutout
+        y0 = (r[:, 7] * (h - cutout + 1)).long().clamp_(max=h - cutout)  # the hole's top-left corner
+        x0 = (r[:, 8] * (w - cutout + 1)).long().clamp_(max=w - cutout)
         rows = torch.arange(h, device=dev).view(1, h, 1)
         cols = torch.arange(w, device=dev).view(1, 1, w)
         hole = ((rows >= y0.view(n, 1, 1)) & (rows < (y0 + cutout).view(n, 1, 1)) &
                 (cols >= x0.view(n, 1, 1)) & (cols < (x0 + cutout).view(n, 1, 1)) & use.view(n, 1, 1))
-        fill = torch.tensor(mean, device=dev, dtype=x.dtype).view(1, 3, 1, 1)
+        fill = torch.as_tensor(mean, dtype=x.dtype, device=dev).view(1, 3, 1, 1)
         x = torch.where(hole.unsqueeze(1), fill, x)
     return x
 
@@ -92,7 +101,7 @@ class DeviceLoader:
     def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int = 128,
                  device: torch.device | str = "cpu", train: bool = True, seed: int = 0,
                  mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD,
-                 channels_last: bool = False, **augment):
+                 channels_last: bool = False, drop_last: bool | None = None, **augment):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if len(images) == 0:
@@ -101,25 +110,29 @@ class DeviceLoader:
         self.images = torch.as_tensor(images).to(self.device).permute(0, 3, 1, 2).contiguous()  # N,3,H,W uint8
         self.labels = torch.as_tensor(labels, dtype=torch.long).to(self.device)
         self.batch_size, self.train, self.seed, self.epoch = batch_size, train, seed, 0
-        self.mean, self.augment, self.channels_last = mean, augment, channels_last
-        self._mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1)
-        self._std = torch.tensor(std, device=self.device).view(1, 3, 1, 1)
+        self.augment, self.channels_last = augment, channels_last
+        # training drops the last partial batch (static shapes); evaluation sees every image
+        self.drop_last = train and len(labels) >= batch_size if drop_last is None else drop_last
+        self._fill = torch.tensor(mean, device=self.device, dtype=torch.float32)  # built once, not per batch
+        self._mean = self._fill.view(1, 3, 1, 1)
+        self._std = torch.tensor(std, device=self.device, dtype=torch.float32).view(1, 3, 1, 1)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return math.ceil(len(self.labels) / self.batch_size)
+        n = len(self.labels)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def __iter__(self):
         n = len(self.labels)
         g = torch.Generator(device=self.device).manual_seed(self.seed * 1_000_003 + self.epoch)
         order = torch.randperm(n, device=self.device, generator=g) if self.train else torch.arange(n, device=self.device)
-        for start in range(0, n, self.batch_size):
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
             idx = order[start:start + self.batch_size]
             x = self.images[idx].float().div_(255)
             if self.train:
-                x = augment_batch(x, g, self.mean, **self.augment)
+                x = augment_batch(x, g, self._fill, **self.augment)
             x = (x - self._mean) / self._std
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)

@@ -1,28 +1,214 @@
-"""Train a course network end to end, without Jupyter.
+"""Train a course network end to end: one function for the notebooks and benchmarks, one command line.
 
-    python -m helpers.run s8 --norm gn --epochs 20
-    python -m helpers.run s9 --recipe tuned --data-root /path/to/data
-    python -m helpers.run s9 --smoke            # tiny synthetic CIFAR-format data, one epoch
+    python -m helpers.run s8 --smoke                 # tiny synthetic data, one epoch: seconds on a CPU
+    python -m helpers.run s8 --norm gn --epochs 5    # real CIFAR-10 from ./data or $CIFAR10_ROOT
+    python -m helpers.run s9 --recipe tuned --loader device    # on a GPU: data and augmentation there too
+    python -m helpers.run figures runs/s9-tuned      # draw a finished run's figures again
 
-Writes into --out: history.json, checkpoint.pt, curves.png, lr.png, misclassified.png,
-confusion.png. Real CIFAR-10 is the default (download, $CIFAR10_ROOT or --data-root); it never
-falls back to synthetic data unless --smoke is given.
+``train_course_net`` wires recipe -> data -> loaders -> model -> optimiser -> ``helpers.train.fit``;
+the command line, the notebooks and the benchmarks all call it. A run writes into its folder:
+history.json, run.json (the history with the settings, data, hardware and torch version),
+checkpoint.pt, curves.png, lr.png, misclassified.png and confusion.png. Real CIFAR-10 is the
+default (download, $CIFAR10_ROOT or --data-root); it never falls back to synthetic data unless
+--smoke is given.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import datetime
+import json
 import os
+import platform
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import matplotlib
 import matplotlib.pyplot
+import numpy as np
 import torch
+from torch import nn
 
 from helpers import data, device_data, models, plots, recipes, train  # noqa: E402
+
+LOADERS = ("auto", "albumentations", "device")
+EVAL_BATCH = 1000
+
+
+@dataclasses.dataclass
+class RunResult:
+    """What ``train_course_net`` hands back: the trained model and everything needed to look at it."""
+
+    model: nn.Module
+    history: list[dict]
+    recipe: recipes.Recipe
+    config: dict
+    device: torch.device
+    amp: bool
+    train_split: data.CifarSplit
+    test_split: data.CifarSplit
+    test_loader: object
+    mean: tuple
+    std: tuple
+    out: Path | None
+    seconds: float
+
+
+def hardware_name(device: torch.device) -> str:
+    """"NVIDIA H200", "CPU (x86_64, 2 threads)", ...: the hardware a run used."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "mps":
+        return "Apple MPS"
+    return f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def split_validation(split: data.CifarSplit, fraction: float = 0.1) -> tuple[data.CifarSplit, data.CifarSplit]:
+    """Hold out the last ``fraction`` of the training images (5,000 of CIFAR-10's 50,000) for validation."""
+    n_val = int(round(len(split) * fraction))
+    if not 0 < n_val < len(split):
+        raise ValueError(f"cannot hold out {fraction:.0%} of {len(split)} images")
+    cut = len(split) - n_val
+    return (data.CifarSplit(split.images[:cut], split.labels[:cut], split.classes),
+            data.CifarSplit(split.images[cut:], split.labels[cut:], split.classes))
+
+
+def load_splits(data_root: str | os.PathLike | None, validation: bool = False):
+    """(train, test) splits; with ``validation`` the test split is the last 10 % of the training images."""
+    train_split = data.load_cifar10(data_root, train=True)
+    if validation:
+        return split_validation(train_split)
+    return train_split, data.load_cifar10(data_root, train=False)
+
+
+def make_loaders(recipe: recipes.Recipe, train_split: data.CifarSplit, test_split: data.CifarSplit,
+                 mean, std, loader: str = "albumentations", device: torch.device | str = "cpu", seed: int = 1,
+                 workers: int | None = None):
+    """Train and test loaders for ``recipe``: albumentations DataLoaders (the taught path) or, with
+    ``loader="device"``, helpers.device_data loaders that keep the data and augmentation on ``device``.
+    Training batches all have the recipe's batch size (the last partial batch is dropped)."""
+    device = torch.device(device)
+    if loader == "device":
+        fast = dict(device=device, seed=seed, mean=mean, std=std, channels_last=device.type == "cuda")
+        return (device_data.DeviceLoader(train_split.images, train_split.labels, recipe.batch_size, train=True,
+                                         **fast, **device_data.PRESETS[recipe.augment]),
+                device_data.DeviceLoader(test_split.images, test_split.labels, EVAL_BATCH, train=False, **fast))
+    train_ds = data.AugmentedCifar(train_split, data.train_transforms(recipe.augment, mean, std), seed=seed)
+    test_ds = data.AugmentedCifar(test_split, data.eval_transforms(mean, std))
+    drop_last = len(train_split) >= recipe.batch_size
+    return (data.make_loader(train_ds, recipe.batch_size, train=True, seed=seed, num_workers=workers,
+                             drop_last=drop_last),
+            data.make_loader(test_ds, EVAL_BATCH, train=False, num_workers=workers))
+
+
+def run_config(session: str, norm: str, recipe: recipes.Recipe, seed: int, loader: str, epochs: int,
+               train_split: data.CifarSplit, test_split: data.CifarSplit, smoke: bool, validation: bool) -> dict:
+    """What makes two runs the same run: ``--resume`` refuses a checkpoint saved with other settings.
+
+    OneCycle fits its schedule to the total epochs, so for it the epochs belong to the run;
+    a step or plateau schedule can be continued for more epochs.
+    """
+    kind = "synthetic" if smoke else "CIFAR-10"
+    test_name = "validation (last 10 % of train)" if validation else "test"
+    return {"session": session, "norm": norm if session == "s8" else None, "recipe": recipe.as_dict(),
+            "seed": seed, "loader": loader,
+            "onecycle_epochs": epochs if recipe.schedule == "onecycle" else None,
+            # the data by its size, not its folder: a run may move between machines
+            "data": f"{kind}: {len(train_split)} train / {len(test_split)} {test_name} images"}
+
+
+def train_course_net(session: str, norm: str = "bn", recipe: str | recipes.Recipe = "seed", *, epochs: int = 20,
+                     data_root: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
+                     seed: int = 1, device: str = "auto", loader: str = "auto", amp: bool | None = None,
+                     compile: bool = False, workers: int | None = None, smoke: bool = False,
+                     validation: bool = False, resume: bool = False, progress: bool = True,
+                     verbose: bool = True, **overrides) -> RunResult:
+    """Train one course network and return it with its history (see ``RunResult``).
+
+    ``recipe`` is a name ("seed", "tuned") or a Recipe; ``overrides`` change its fields (lr=0.05).
+    ``loader="auto"`` keeps data and augmentation on the GPU (helpers.device_data) when training on
+    CUDA and uses the taught albumentations DataLoader elsewhere. ``amp`` (bf16 autocast; default
+    on CUDA) is used for training, evaluation and the figures alike. ``smoke`` trains on tiny
+    synthetic data; ``validation`` scores on the last 10 % of the training images instead of the
+    test batch (for tuning). ``out`` writes the checkpoint, history.json and run.json there.
+    """
+    start = time.perf_counter()
+    if loader not in LOADERS:
+        raise ValueError(f"unknown loader {loader!r}; choose one of {', '.join(LOADERS)}")
+    if workers is not None and workers < 0:
+        raise ValueError(f"workers must be 0 or more, got {workers}")
+    device = train.get_device(device)
+    if loader == "auto":
+        loader = "device" if device.type == "cuda" else "albumentations"
+    amp = device.type == "cuda" if amp is None else amp
+    if isinstance(recipe, str):
+        recipe = recipes.get_recipe(session, recipe, norm, **overrides)
+    elif overrides:
+        recipe = dataclasses.replace(recipe, **overrides)
+    if workers is None and (smoke or device.type == "cpu"):
+        workers = 0  # on a CPU the model needs every core; albumentations at 32x32 is cheap beside it
+
+    train.set_seed(seed)
+    if smoke:
+        data_root = data.write_synthetic_cifar(Path(out) / "smoke-data" if out else tempfile.mkdtemp(),
+                                               512, 256, seed=seed).parent
+    train_split, test_split = load_splits(data_root, validation)
+    mean, std = data.mean_std(train_split.images)
+    config = run_config(session, norm, recipe, seed, loader, epochs, train_split, test_split, smoke, validation)
+    if verbose:
+        tag = f"{session}-{norm}" if session == "s8" else session
+        print(f"{tag}, recipe {recipe.name}: {config['data'].split(': ', 1)[1]}, {epochs} epochs on "
+              f"{hardware_name(device)}, {loader} loader{', bf16 autocast' if amp else ''}")
+
+    train_loader, test_loader = make_loaders(recipe, train_split, test_split, mean, std, loader, device,
+                                             seed, workers)
+    model = models.build_model(session, norm, recipe.dropout).to(device)
+    if compile:
+        model.compile()  # compiles the forward in place; state_dict keys stay the same
+    optimizer = recipes.make_optimizer(model, recipe)
+    scheduler = recipes.make_scheduler(optimizer, recipe, epochs, len(train_loader))
+    history = train.fit(model, train_loader, test_loader, optimizer, scheduler, epochs, device,
+                        label_smoothing=recipe.label_smoothing, ema_decay=recipe.ema_decay, tta=recipe.tta,
+                        amp=amp, out_dir=None if out is None else str(out), resume=resume, progress=progress,
+                        verbose=verbose, config=config)
+    result = RunResult(model, history, recipe, config, device, amp, train_split, test_split, test_loader,
+                       mean, std, None if out is None else Path(out), time.perf_counter() - start)
+    if out is not None:
+        save_run(result, Path(out) / "run.json")
+    return result
+
+
+def save_run(result: RunResult, path: Path) -> None:
+    """run.json: the history with everything a results table states about it."""
+    record = {"config": result.config, "epochs": len(result.history),
+              "final_test_acc": result.history[-1]["test_acc"], "hardware": hardware_name(result.device),
+              "torch": torch.__version__, "amp": result.amp, "date": datetime.date.today().isoformat(),
+              "seconds_to_train": round(result.seconds, 1), "history": result.history}
+    path.write_text(json.dumps(record, indent=1))
+
+
+def write_figures(result: RunResult, out: Path, title: str) -> list[Path]:
+    """curves.png, lr.png, misclassified.png and confusion.png of a trained run, from its final weights."""
+    log_probs, labels = train.predict(result.model, result.test_loader, result.device, tta=result.recipe.tta,
+                                      amp=result.amp)
+    wrong = train.misclassified(log_probs, labels, 20)
+    classes = result.test_split.classes
+    paths = [out / name for name in ("curves.png", "lr.png", "misclassified.png", "confusion.png")]
+    figures = [
+        plots.plot_history(result.history, title=title, save=str(paths[0])),
+        plots.plot_lr(result.history, save=str(paths[1])),
+        plots.show_misclassified(result.test_split.images[[i for i, _, _ in wrong]], [t for _, t, _ in wrong],
+                                 [p for _, _, p in wrong], classes, save=str(paths[2])),
+        plots.plot_confusion(labels.numpy(), log_probs.argmax(1).numpy(), classes, save=str(paths[3])),
+    ]
+    for fig in figures:  # saved; close them so repeated runs in one process do not pile figures up
+        matplotlib.pyplot.close(fig)
+    return paths
 
 
 def _positive(kind):
@@ -37,117 +223,166 @@ def _positive(kind):
     return parse
 
 
+def _workers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (load in the main process) or more, got {text}")
+    return value
+
+
+def parse_settings(pairs: list[str]) -> dict:
+    """["lr=0.02", "tta=false", "ema_decay=none"] -> {"lr": 0.02, "tta": False, "ema_decay": None}."""
+    settings = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"--set takes field=value, got {pair!r}")
+        try:
+            settings[key] = json.loads(value.lower() if value.lower() in ("true", "false") else value)
+        except json.JSONDecodeError:
+            settings[key] = None if value.lower() == "none" else value
+    return settings
+
+
+EXAMPLES = """examples:
+  python -m helpers.run s8 --smoke                       seconds: synthetic data, checks the set-up
+  python -m helpers.run s8 --epochs 2                    S8 with BatchNorm, 2 epochs of real CIFAR-10
+  python -m helpers.run s8 --norm gn --recipe tuned      the tuned recipe, GroupNorm
+  python -m helpers.run s9 --recipe tuned --device cuda  S9 on a GPU (the loader is then 'device')
+  python -m helpers.run figures runs/s9-tuned            the figures of a finished run, again
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m helpers.run", description=__doc__.split("\n\n")[0])
-    p.add_argument("session", choices=("s8", "s9"), help="s8: normalization, s9: advanced convolutions")
-    p.add_argument("--norm", choices=models.NORMS, default="bn", help="s8 only: bn, ln or gn (default bn)")
-    p.add_argument("--recipe", choices=recipes.RECIPES, default="seed",
-                   help="seed: the seed document's optimiser and schedule; tuned: the improved one")
-    p.add_argument("--epochs", type=_positive(int), default=None, help="default 20 (1 with --smoke)")
-    p.add_argument("--batch-size", type=_positive(int), default=None, help="default 128")
-    p.add_argument("--lr", type=_positive(float), default=None, help="default: the recipe's")
-    p.add_argument("--data-root", default=None, help="folder holding cifar-10-batches-py/ (default $CIFAR10_ROOT or ./data)")
-    p.add_argument("--out", default=None, help="output folder (default runs/s8-<norm>-<recipe> or runs/s9-<recipe>)")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--device", choices=train.DEVICES, default="auto")
-    p.add_argument("--loader", choices=("albumentations", "device"), default="albumentations",
-                   help="albumentations: the taught DataLoader path; device: data and augmentation on the device")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model (worth it on a GPU)")
-    p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: 0 on a CPU, else one per core, at most 4)")
-    p.add_argument("--smoke", action="store_true", help="tiny synthetic CIFAR-format data, for a quick look and tests")
-    p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = argparse.ArgumentParser(prog="python -m helpers.run", description=__doc__.split("\n\n")[0],
+                                epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True, metavar="{s8,s9,figures}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--recipe", choices=recipes.RECIPES, default="seed",
+                        help="seed: the seed document's optimiser and schedule; tuned: the improved one "
+                             "(default: %(default)s)")
+    common.add_argument("--epochs", type=_positive(int), default=None, help="default: 20 (1 with --smoke)")
+    common.add_argument("--batch-size", type=_positive(int), default=None, help="default: the recipe's")
+    common.add_argument("--lr", type=_positive(float), default=None, help="default: the recipe's")
+    common.add_argument("--set", nargs="+", default=[], metavar="FIELD=VALUE",
+                        help="change recipe fields, e.g. --set weight_decay=1e-4 augment=flip dropout=none")
+    common.add_argument("--data-root", default=None,
+                        help="folder holding cifar-10-batches-py/ (default: $CIFAR10_ROOT, else ./data)")
+    common.add_argument("--out", default=None, help="output folder (default: runs/s8-<norm>-<recipe> or runs/s9-<recipe>)")
+    common.add_argument("--seed", type=int, default=1, help="random seed (default: %(default)s)")
+    common.add_argument("--device", choices=train.DEVICES, default="auto",
+                        help="auto picks cuda, then mps, then cpu (default: %(default)s)")
+    common.add_argument("--loader", choices=LOADERS, default="auto",
+                        help="albumentations: the taught DataLoader path; device: data and augmentation on the "
+                             "device; auto (the default): device on CUDA, else albumentations")
+    common.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                        help="bf16 autocast for training, evaluation and figures (default: on with CUDA)")
+    common.add_argument("--compile", action="store_true", help="torch.compile the model")
+    common.add_argument("--workers", type=_workers, default=None,
+                        help="DataLoader workers (default: 0 when training on a CPU, else chosen for the machine)")
+    common.add_argument("--validation", action="store_true",
+                        help="score on the last 10%% of the training images instead of the test batch (tuning)")
+    common.add_argument("--smoke", action="store_true", help="tiny synthetic CIFAR-format data, for a quick look")
+    common.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    common.add_argument("--no-progress", action="store_true", help="no progress bars")
+    s8 = sub.add_parser("s8", parents=[common], formatter_class=fmt, epilog=EXAMPLES,
+                        help="Session 8: normalization (BatchNorm, LayerNorm, GroupNorm)",
+                        description="Train the Session 8 network (46,064 parameters) with one normalization.")
+    s8.add_argument("--norm", choices=models.NORMS, default="bn", help="BatchNorm, LayerNorm or GroupNorm (default: %(default)s)")
+    s9 = sub.add_parser("s9", parents=[common], formatter_class=fmt, epilog=EXAMPLES,
+                        help="Session 9: advanced convolutions",
+                        description="Train the Session 9 network (171,840 parameters, no pooling, RF 77).")
+    s9.add_argument("--norm", help=argparse.SUPPRESS)  # accepted only to explain that it does not apply
+    fig = sub.add_parser("figures", help="draw a finished run's figures again (no training)",
+                         description="Draw curves, lr, misclassified and confusion figures of a finished run "
+                                     "again from its folder, without training.")
+    fig.add_argument("run_dir", help="a run folder holding checkpoint.pt (e.g. runs/s9-tuned)")
+    fig.add_argument("--data-root", default=None, help="folder holding cifar-10-batches-py/")
+    fig.add_argument("--device", choices=train.DEVICES, default="auto", help="where to evaluate")
     return p
 
 
-def make_loaders(recipe: recipes.Recipe, train_split: data.CifarSplit, test_split: data.CifarSplit,
-                 mean, std, loader: str = "albumentations", device: torch.device | str = "cpu", seed: int = 1,
-                 workers: int | None = None):
-    """Train and test loaders for ``recipe``: albumentations DataLoaders (the taught path) or, with
-    ``loader="device"``, helpers.device_data loaders that keep the data and augmentation on ``device``."""
-    device = torch.device(device)
-    if loader == "device":
-        fast = dict(device=device, seed=seed, mean=mean, std=std, channels_last=device.type == "cuda")
-        return (device_data.DeviceLoader(train_split.images, train_split.labels, recipe.batch_size, train=True,
-                                         **fast, **device_data.PRESETS[recipe.augment]),
-                device_data.DeviceLoader(test_split.images, test_split.labels, 1000, train=False, **fast))
-    train_ds = data.AugmentedCifar(train_split, data.train_transforms(recipe.augment, mean, std), seed=seed)
-    test_ds = data.AugmentedCifar(test_split, data.eval_transforms(mean, std))
-    return (data.make_loader(train_ds, recipe.batch_size, train=True, seed=seed, num_workers=workers),
-            data.make_loader(test_ds, 1000, train=False, num_workers=workers))
+def redraw_figures(run_dir: Path, data_root: str | None, device: str) -> list[Path]:
+    """The figures of the finished run in ``run_dir``, drawn again from its checkpoint."""
+    state = train.load_checkpoint(run_dir / "checkpoint.pt")
+    config = state.get("config") or {}
+    if "session" not in config:
+        raise ValueError(f"{run_dir / 'checkpoint.pt'} holds no run config; it was not written by helpers.run")
+    recipe = recipes.Recipe(**config["recipe"])
+    device = train.get_device(device)
+    validation = "validation" in config["data"]
+    if config["data"].startswith("synthetic"):
+        data_root = run_dir / "smoke-data"
+    train_split, test_split = load_splits(data_root, validation)
+    mean, std = data.mean_std(train_split.images)
+    _, test_loader = make_loaders(recipe, train_split, test_split, mean, std, "albumentations"
+                                  if config["loader"] == "albumentations" else "device", device, 0, 0)
+    model = models.build_model(config["session"], config["norm"] or "bn", recipe.dropout)
+    weights = state["model"]
+    if state.get("ema"):  # the run was scored with its weight average: draw that one
+        weights = {k.removeprefix("module."): v for k, v in state["ema"].items() if k.startswith("module.")}
+    model.load_state_dict(weights)
+    model.to(device)
+    result = RunResult(model, state["history"], recipe, config, device, device.type == "cuda", train_split,
+                       test_split, test_loader, mean, std, run_dir, 0.0)
+    return write_figures(result, run_dir, _title(config["session"], config["norm"], recipe.name))
+
+
+def _title(session: str, norm: str | None, recipe_name: str) -> str:
+    return f"{session}-{norm} ({recipe_name} recipe)" if session == "s8" else f"{session} ({recipe_name} recipe)"
 
 
 def main(argv: list[str] | None = None) -> float:
-    """Run one training job; returns the best test accuracy (%)."""
+    """Run one training job (or redraw figures); returns the final test accuracy (%)."""
+    start = time.perf_counter()
     matplotlib.use("Agg")  # figures go to files
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.session == "s9" and "--norm" in (argv if argv is not None else sys.argv):
-        parser.error("--norm applies to s8 only (s9 always uses BatchNorm)")
+    if args.command == "figures":
+        try:
+            paths = redraw_figures(Path(args.run_dir), args.data_root, args.device)
+        except (FileNotFoundError, ValueError, data.CifarDataError) as e:
+            sys.exit(f"error: {e}")
+        print("wrote " + ", ".join(str(p) for p in paths))
+        return float("nan")
+    session_parser = parser._subparsers._group_actions[0].choices[args.command]
+    if args.command == "s9" and args.norm is not None:
+        session_parser.error("--norm applies to s8 only (s9 always uses BatchNorm)")
+    norm = args.norm if args.command == "s8" else "bn"
     try:
-        device = train.get_device(args.device)
-    except ValueError as e:
-        parser.error(str(e))
-    tag = f"{args.session}-{args.norm}" if args.session == "s8" else args.session
+        train.get_device(args.device)
+        settings = parse_settings(args.set)
+        set_none = tuple(k for k, v in settings.items() if v is None)
+        given = {"lr": args.lr, "batch_size": args.batch_size, **settings}
+        recipe = recipes.get_recipe(args.command, args.recipe, norm, set_none=set_none,
+                                    **{k: v for k, v in given.items() if v is not None})
+    except (ValueError, TypeError) as e:
+        session_parser.error(str(e))
+    tag = f"{args.command}-{norm}" if args.command == "s8" else args.command
     out = Path(args.out or f"runs/{tag}-{args.recipe}{'-smoke' if args.smoke else ''}")
     epochs = args.epochs or (1 if args.smoke else 20)
-    recipe = recipes.get_recipe(args.session, args.recipe, args.norm, lr=args.lr, batch_size=args.batch_size)
-
-    train.set_seed(args.seed)
-    root = data.write_synthetic_cifar(out / "smoke-data", 512, 256, seed=args.seed).parent if args.smoke \
-        else args.data_root
-    if args.workers is None and (args.smoke or device.type == "cpu"):
-        args.workers = 0  # on a CPU the model needs every core; albumentations at 32x32 is cheap beside it
     try:
-        train_split = data.load_cifar10(root, train=True)
-        test_split = data.load_cifar10(root, train=False)
-    except data.CifarDataError as e:
-        sys.exit(f"error: {e}")
-    mean, std = data.mean_std(train_split.images)
-    print(f"{tag}, recipe {recipe.name}: {len(train_split)} train / {len(test_split)} test images "
-          f"from {'synthetic smoke data' if args.smoke else data.ensure_cifar10(root)}, {epochs} epochs on {device}")
-
-    train_loader, test_loader = make_loaders(recipe, train_split, test_split, mean, std, args.loader, device,
-                                             args.seed, args.workers)
-    # What makes two runs the same run: --resume refuses a checkpoint saved with other settings.
-    config = {"session": args.session, "norm": args.norm if args.session == "s8" else None,
-              "recipe": recipe.as_dict(), "seed": args.seed, "loader": args.loader,
-              "data": f"{'synthetic' if args.smoke else 'CIFAR-10'}: {len(train_split)} train / "
-                      f"{len(test_split)} test images"}  # not the folder: a run may move between machines
-    model = models.build_model(args.session, args.norm, recipe.dropout)
-    if args.compile:
-        model.compile()  # compiles the forward in place; state_dict keys stay the same
-    optimizer = recipes.make_optimizer(model, recipe)
-    scheduler = recipes.make_scheduler(optimizer, recipe, epochs, len(train_loader))
-    try:
-        history = train.fit(model, train_loader, test_loader, optimizer, scheduler, epochs, device,
-                            label_smoothing=recipe.label_smoothing, ema_decay=recipe.ema_decay, tta=recipe.tta,
-                            amp=args.loader == "device" and device.type == "cuda", out_dir=str(out),
-                            resume=args.resume, progress=not args.no_progress, config=config)
-    except (train.NonFiniteLossError, train.CheckpointMismatchError) as e:
+        result = train_course_net(args.command, norm, recipe, epochs=epochs, data_root=args.data_root, out=out,
+                                  seed=args.seed, device=args.device, loader=args.loader, amp=args.amp,
+                                  compile=args.compile, workers=args.workers, smoke=args.smoke,
+                                  validation=args.validation, resume=args.resume, progress=not args.no_progress)
+    except (data.CifarDataError, train.NonFiniteLossError, train.CheckpointMismatchError) as e:
         sys.exit(f"error: {e}")
     except KeyboardInterrupt:
         print(f"interrupted: the last completed epoch is saved in {out}; rerun with --resume to continue",
               file=sys.stderr)
         sys.exit(130)
-
-    # Figures from the final weights (fit leaves the EMA in the model when the recipe keeps one).
-    log_probs, labels = train.predict(model, test_loader, device, tta=recipe.tta)
-    wrong = train.misclassified(log_probs, labels, 20)
-    classes = test_split.classes
-    figures = [
-        plots.plot_history(history, title=f"{tag} ({recipe.name} recipe)", save=str(out / "curves.png")),
-        plots.plot_lr(history, save=str(out / "lr.png")),
-        plots.show_misclassified(test_split.images[[i for i, _, _ in wrong]], [t for _, t, _ in wrong],
-                                 [p for _, _, p in wrong], classes, save=str(out / "misclassified.png")),
-        plots.plot_confusion(labels.numpy(), log_probs.argmax(1).numpy(), classes, save=str(out / "confusion.png")),
-    ]
-    for fig in figures:  # saved; close them so repeated runs in one process do not pile figures up
-        matplotlib.pyplot.close(fig)
+    write_figures(result, out, _title(args.command, norm, recipe.name))
+    history = result.history
     best = train.best_epoch(history)
-    print(f"best test accuracy {best['test_acc']:.2f}% at epoch {best['epoch']} "
-          f"(final {history[-1]['test_acc']:.2f}%); outputs in {out}")
-    return best["test_acc"]
+    print(f"final test accuracy {history[-1]['test_acc']:.2f}% (best {best['test_acc']:.2f}% at epoch "
+          f"{best['epoch']}, selected on the {'validation' if args.validation else 'test'} set); "
+          f"{time.perf_counter() - start:.0f} s with the figures; outputs in {out}")
+    return history[-1]["test_acc"]
 
 
 if __name__ == "__main__":

@@ -2,10 +2,12 @@
 
 ``fit`` runs N epochs and returns the history, one dict per epoch::
 
-    {"epoch": 1, "train_loss": 1.52, "train_acc": 44.1, "test_loss": 1.21, "test_acc": 56.3, "lr": 0.1}
+    {"epoch": 1, "train_loss": 1.52, "train_acc": 44.1, "test_loss": 1.21, "test_acc": 56.3, "lr": 0.1,
+     "seconds": 4.2}
 
 Losses are mean negative log-likelihoods per sample; accuracies are in percent; ``lr`` is the
-learning rate the epoch started with. Schedulers step where they belong: OneCycleLR and
+learning rate the epoch started with; ``seconds`` is the epoch's wall time (training and
+evaluation). Schedulers step where they belong: OneCycleLR and
 CyclicLR after every batch, ReduceLROnPlateau after every epoch on the test loss, any other
 scheduler after every epoch.
 
@@ -23,6 +25,7 @@ import json
 import math
 import os
 import random
+import time
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -33,7 +36,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
-HISTORY_KEYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr")
+HISTORY_KEYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -82,24 +85,41 @@ def _first_nonfinite(values: torch.Tensor) -> int | None:
     return int(bad[0]) if len(bad) else None
 
 
+def _wait(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.Optimizer,
                     device: torch.device, epoch: int = 1, scheduler=None, label_smoothing: float = 0.0,
                     ema: nn.Module | None = None, amp: bool = False, progress: bool = True,
-                    sync_every: int | None = None) -> tuple[float, float]:
+                    sync_every: int | None = None, estimate_epochs: int = 0) -> tuple[float, float]:
     """One pass over ``loader``; returns (mean NLL, accuracy %). Steps a per-batch ``scheduler``.
 
     Metrics stay on the device and are read every ``sync_every`` batches (default: every batch
-    on CPU, every 25 on a GPU), which is also when a non-finite loss is detected.
+    on a CPU; on a GPU only at the end of the epoch, so Python never waits for the device inside
+    the loop), which is also when a non-finite loss is detected. With ``estimate_epochs`` > 0 it
+    prints, after the first batches, about how long that many epochs will take.
     """
     model.train()
-    sync_every = sync_every or (1 if device.type == "cpu" else 25)
     n_batches = len(loader)
+    sync_every = sync_every or (1 if device.type == "cpu" else n_batches)
     losses = torch.zeros(n_batches, device=device)
     nll_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen = 0
+    clock = {}  # batch number -> time, for the estimate
+    timed = (min(5, n_batches // 4), min(25, n_batches // 2)) if estimate_epochs and n_batches >= 8 else ()
     bar = tqdm(loader, desc=f"epoch {epoch} train", leave=False, disable=not progress)
     for b, (x, y) in enumerate(bar):
+        if b in timed:
+            _wait(device)
+            clock[b] = time.perf_counter()
+            if len(clock) == 2:
+                per_batch = (clock[timed[1]] - clock[timed[0]]) / (timed[1] - timed[0])
+                minutes = per_batch * n_batches * estimate_epochs / 60
+                print(f"estimate from the first {timed[1]} batches: {per_batch * n_batches:.0f} s of training "
+                      f"per epoch, about {minutes:.1f} min for {estimate_epochs} epoch(s) (evaluation not included)")
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             log_probs = model(x)
@@ -113,9 +133,10 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
             scheduler.step()
         if ema is not None:
             ema.update_parameters(model)
-        losses[b] = loss.detach()
-        nll_sum += F.nll_loss(log_probs.detach(), y, reduction="sum")
-        correct += (log_probs.argmax(1) == y).sum()
+        with torch.no_grad():
+            losses[b] = loss
+            nll_sum += F.nll_loss(log_probs, y, reduction="sum")
+            correct += (log_probs.argmax(1) == y).sum()
         seen += len(y)
         if (b + 1) % sync_every == 0 or b + 1 == n_batches:
             bad = _first_nonfinite(losses[:b + 1])
@@ -123,7 +144,10 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
                 raise NonFiniteLossError(
                     f"the training loss became {losses[bad].item()} at epoch {epoch}, batch {bad + 1}; "
                     f"lower the learning rate or check the inputs")
-            bar.set_postfix(loss=f"{losses[b].item():.3f}", acc=f"{100.0 * correct.item() / seen:.1f}")
+            if progress:
+                bar.set_postfix(loss=f"{losses[b].item():.3f}", acc=f"{100.0 * correct.item() / seen:.1f}")
+    if seen == 0:
+        raise ValueError("the training loader is empty (is the batch size larger than the dataset?)")
     return nll_sum.item() / seen, 100.0 * correct.item() / seen
 
 
@@ -141,9 +165,11 @@ def predict(model: nn.Module, loader: Iterable, device: torch.device, tta: bool 
             if tta:
                 flipped = model(torch.flip(x, dims=[3])).float()
                 log_probs = torch.logaddexp(log_probs, flipped) - math.log(2.0)
-        outs.append(log_probs.cpu())
-        labels.append(y.cpu())
-    return torch.cat(outs), torch.cat(labels)
+        outs.append(log_probs)  # stays on the device: one copy at the end, not one wait per batch
+        labels.append(y)
+    if not outs:
+        return torch.zeros(0, 0), torch.zeros(0, dtype=torch.long)
+    return torch.cat(outs).cpu(), torch.cat([y.to(device) for y in labels]).cpu()
 
 
 def evaluate(model: nn.Module, loader: Iterable, device: torch.device, tta: bool = False,
@@ -194,7 +220,11 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer, schedu
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
-    """Load a checkpoint safely: ``weights_only=True`` refuses anything but tensors and plain data."""
+    """Load a checkpoint safely: ``weights_only=True`` refuses anything but tensors and plain data.
+
+    Loaded onto the CPU by default, so a checkpoint saved on a GPU loads on any machine;
+    ``load_state_dict`` then copies each tensor to where the model and optimiser live.
+    """
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
@@ -228,9 +258,11 @@ def _restore(state: dict, model, optimizer, scheduler, ema) -> list[dict]:
         scheduler.load_state_dict(state["scheduler"])
     if ema is not None and state["ema"] is not None:
         ema.load_state_dict(state["ema"])
-    torch.set_rng_state(state["rng_cpu"])
+    # RNG states are CPU ByteTensors whatever device the checkpoint was loaded onto
+    torch.set_rng_state(state["rng_cpu"].cpu())
     if state["rng_cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["rng_cuda"])
+        cuda_states = [t.cpu() for t in state["rng_cuda"]]
+        torch.cuda.set_rng_state_all(cuda_states[:torch.cuda.device_count()])
     return list(state["history"])
 
 
@@ -257,14 +289,18 @@ def fit(model: nn.Module, train_loader: Iterable, test_loader: Iterable, optimiz
     model.to(device)
     if channels_last and device.type in ("cpu", "cuda"):
         model.to(memory_format=torch.channels_last)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN time its kernels once and keep the fastest
     ema = make_ema(model, ema_decay) if ema_decay else None
     ckpt = hist_path = None
     history: list[dict] = []
     if out_dir is not None:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         ckpt, hist_path = Path(out_dir) / "checkpoint.pt", Path(out_dir) / "history.json"
+        if resume and not ckpt.is_file() and verbose:
+            print(f"no checkpoint in {out_dir}: starting a new run")
         if resume and ckpt.is_file():
-            state = load_checkpoint(ckpt, device)
+            state = load_checkpoint(ckpt)
             changes = config_changes(state.get("config"), config)
             if changes:
                 raise CheckpointMismatchError(
@@ -282,18 +318,23 @@ def fit(model: nn.Module, train_loader: Iterable, test_loader: Iterable, optimiz
         for epoch in range(len(history) + 1, epochs + 1):
             _set_epoch(train_loader, epoch)
             lr = optimizer.param_groups[0]["lr"]
+            start = time.perf_counter()
+            first = epoch == len(history) + 1 and verbose
             train_loss, train_acc = train_one_epoch(model, train_loader, optimizer, device, epoch,
                                                     scheduler if per_batch else None, label_smoothing,
-                                                    ema, amp, progress)
+                                                    ema, amp, progress,
+                                                    estimate_epochs=epochs - epoch + 1 if first else 0)
             test_loss, test_acc = evaluate(ema if ema is not None else model, test_loader, device, tta, amp)
+            seconds = time.perf_counter() - start  # evaluate read its results back: the device is done
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 scheduler.step(test_loss)
             elif scheduler is not None and not per_batch:
                 scheduler.step()
-            history.append(dict(zip(HISTORY_KEYS, (epoch, train_loss, train_acc, test_loss, test_acc, lr))))
+            history.append(dict(zip(HISTORY_KEYS, (epoch, train_loss, train_acc, test_loss, test_acc, lr,
+                                                   round(seconds, 3)))))
             if verbose:
                 print(f"epoch {epoch:2d}  lr {lr:.4f}  train loss {train_loss:.3f} acc {train_acc:5.2f}%  "
-                      f"test loss {test_loss:.3f} acc {test_acc:5.2f}%")
+                      f"test loss {test_loss:.3f} acc {test_acc:5.2f}%  {seconds:.1f} s")
             if ckpt is not None:
                 save_checkpoint(ckpt, model, optimizer, scheduler, history, ema, config)
                 save_history(history, hist_path)

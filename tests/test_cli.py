@@ -1,4 +1,5 @@
 import json
+import re
 import os
 import subprocess
 import sys
@@ -26,11 +27,15 @@ def test_smoke_run_writes_every_output(tmp_path):
     for name in ("history.json", "checkpoint.pt", "curves.png", "lr.png", "misclassified.png", "confusion.png"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     history = json.loads((out / "history.json").read_text())
-    assert [list(h) for h in history] == [["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr"]] * 2
+    assert [list(h) for h in history] == [["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr",
+                                           "seconds"]] * 2
+    record = json.loads((out / "run.json").read_text())
+    assert record["history"] == history and record["config"]["session"] == "s8" and record["torch"]
     assert [h["epoch"] for h in history] == [1, 2] and all(0 <= h["test_acc"] <= 100 for h in history)
     best = train.best_epoch(history)
     assert result.stdout.strip().splitlines()[-1].startswith(
-        f"best test accuracy {best['test_acc']:.2f}% at epoch {best['epoch']}")
+        f"final test accuracy {history[-1]['test_acc']:.2f}% (best {best['test_acc']:.2f}% at epoch {best['epoch']}, "
+        f"selected on the test set)")
     assert train.load_checkpoint(out / "checkpoint.pt")["history"] == history
 
 
@@ -42,6 +47,9 @@ def test_smoke_run_writes_every_output(tmp_path):
     (["s8", "--batch-size", "-4"], "must be greater than 0"),
     (["s8", "--lr", "-0.1"], "must be greater than 0"),
     (["s9", "--norm", "gn"], "--norm applies to s8 only"),
+    (["s8", "--workers", "-1"], "must be 0 (load in the main process) or more"),
+    (["s8", "--set", "lr"], "--set takes field=value"),
+    (["s8", "--set", "colour=red"], "unknown recipe field(s) colour"),
 ])
 def test_bad_arguments_exit_with_one_line(args, message, capsys):
     with pytest.raises(SystemExit) as exit_:
@@ -49,7 +57,7 @@ def test_bad_arguments_exit_with_one_line(args, message, capsys):
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
-    assert err.strip().splitlines()[-1].startswith("python -m helpers.run: error:")
+    assert re.match(r"python -m helpers\.run( s[89])?: error:", err.strip().splitlines()[-1])
 
 
 def test_missing_data_offline_exits_with_the_data_error(tmp_path, monkeypatch):
@@ -83,6 +91,41 @@ def test_resume_continues_a_run_and_device_loader_path(tmp_path, capsys):
     second = json.loads((out / "history.json").read_text())
     assert "resumed from" in capsys.readouterr().out
     assert len(first) == 1 and len(second) == 2 and second[0] == first[0]
+    assert [p.name for p in run.redraw_figures(out, None, "cpu")] == ["curves.png", "lr.png", "misclassified.png",
+                                                                       "confusion.png"]
     assert plt.get_fignums() == open_figures  # saved and closed: many runs in one process (make_figures) stay light
     with pytest.raises(SystemExit, match=r"other settings \(recipe.lr: 0.1 -> 0.05\)"):
         run.main(base + ["--epochs", "3", "--resume", "--lr", "0.05"])  # not the run that is saved there
+
+
+def test_resuming_a_one_cycle_run_with_more_epochs_is_refused_in_one_line(tmp_path):
+    base = ["s8", "--smoke", "--recipe", "tuned", "--out", str(tmp_path / "r"), "--no-progress", "--device", "cpu"]
+    run.main(base + ["--epochs", "1"])
+    with pytest.raises(SystemExit) as exit_:
+        run.main(base + ["--epochs", "2", "--resume"])
+    message = str(exit_.value.code)
+    assert "onecycle_epochs: 1 -> 2" in message and "\n" not in message
+
+
+def test_session_help_differs_shows_defaults_and_examples(capsys):
+    texts = {}
+    for args in (["--help"], ["s8", "--help"], ["s9", "--help"]):
+        with pytest.raises(SystemExit):
+            run.main(args)
+        texts[args[0]] = capsys.readouterr().out
+    assert len(set(texts.values())) == 3
+    assert "--norm {bn,ln,gn}" in texts["s8"] and "--norm {bn,ln,gn}" not in texts["s9"]
+    assert "(default: 1)" in texts["s8"] and "(default: seed)" in texts["s8"] and "(default: auto)" in texts["s8"]
+    assert "examples:" in texts["--help"] and "figures" in texts["--help"]
+
+
+def test_figures_command_redraws_a_finished_run(tmp_path):
+    out = tmp_path / "r"
+    run.main(["s8", "--smoke", "--out", str(out), "--no-progress", "--device", "cpu"])
+    for name in ("curves.png", "confusion.png"):
+        (out / name).unlink()
+    result = _cli("figures", str(out), "--device", "cpu", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (out / "curves.png").is_file() and (out / "confusion.png").is_file()
+    missing = _cli("figures", str(tmp_path / "nothing"), cwd=tmp_path)
+    assert missing.returncode == 1 and missing.stderr.strip().startswith("error:") and "Traceback" not in missing.stderr
