@@ -31,6 +31,23 @@ from helpers import data, models, plots, rf, run, train  # noqa: E402
 DOC = ROOT / "doc"
 
 
+def _row_name(name: str, transform) -> str:
+    """A preview row's name; a pipeline whose steps fire at random also says how often, read off
+    the pipeline itself (albumentations' ``Compose.transforms`` and each step's ``p``)."""
+    ps = [t.p for t in getattr(transform, "transforms", []) if 0 < t.p < 1]
+    if not ps:
+        return name
+    return f"{name}\n(p = {ps[0]:g} each)" if len(set(ps)) == 1 else f"{name}\n(p = {', '.join(f'{p:g}' for p in ps)})"
+
+
+def _preview_rows(image, transforms: dict, mean, std) -> dict:
+    """The image, then 8 draws of each named pipeline (same seeds in every row)."""
+    rows = {"original": [image]}
+    rows.update({_row_name(name, tf): data.augment_examples(image, tf, 8, 0, mean, std)
+                 for name, tf in transforms.items()})
+    return rows
+
+
 def dataset_figures(root: str | None) -> None:
     split = data.load_cifar10(root, train=True, download=False)
     plots.show_images(split.images[:32], cols=8, save=str(DOC / "dataset_images_no_labels.png"))
@@ -38,21 +55,36 @@ def dataset_figures(root: str | None) -> None:
                       save=str(DOC / "dataset_images.png"))
     mean, std = data.mean_std(split.images)
     image = split.images[7]
-    plots.show_image_rows({"original": [image],
-                           "S8 train": data.augment_examples(image, data.s8_train_transforms(mean, std), 8, 0, mean, std)},
-                          save=str(DOC / "s8_augmentations.png"))
-    rows = {"original": [image]}
-    rows.update({name: data.augment_examples(image, tf, 8, 0, mean, std)
-                 for name, tf in data.s9_preview_transforms(mean, std).items()})
-    plots.show_image_rows(rows, save=str(DOC / "s9_augmentations.png"))
+    for session, transforms in (("S8", data.s8_preview_transforms(mean, std)),
+                                ("S9", data.s9_preview_transforms(mean, std))):
+        plots.show_image_rows(_preview_rows(image, transforms, mean, std),
+                              title=f"{session} augmentations: each one applied for certain, then the seed "
+                                    f"recipe's training pipeline (8 random draws per row)",
+                              save=str(DOC / f"{session.lower()}_augmentations.png"))
     plt.close("all")
     print(f"dataset figures from {len(split)} training images; mean {tuple(round(m, 4) for m in mean)}, "
           f"std {tuple(round(s, 4) for s in std)}")
 
 
+def _save_table_cropped(fig, path: Path) -> None:
+    """Save a figure whose axes hold a matplotlib table without the empty space around the table:
+    the axes shrink to the table (cell heights are fractions of the axes, so they are scaled back
+    up) and the title sits right above it."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        if ax.tables:
+            table = ax.tables[0]
+            table_box, axes_box = table.get_window_extent(renderer), ax.get_window_extent(renderer)
+            if table_box.height < axes_box.height:
+                table.scale(1, axes_box.height / table_box.height)
+                ax.set_position(table_box.transformed(fig.transFigure.inverted()))
+    fig.savefig(path, dpi=120, bbox_inches="tight", pad_inches=0.1)
+
+
 def rf_figures() -> None:
-    rf.plot_rf_table(rf.rf_table(models.S8()), "S8", save=str(DOC / "rf_s8.png"))
-    rf.plot_rf_table(rf.rf_table(models.S9()), "S9", save=str(DOC / "rf_s9.png"))
+    for name, model in (("S8", models.S8()), ("S9", models.S9())):
+        _save_table_cropped(rf.plot_rf_table(rf.rf_table(model), name), DOC / f"rf_{name.lower()}.png")
     plt.close("all")
 
 
@@ -64,13 +96,17 @@ def training_figures(root: str | None, s8_epochs: int, s9_epochs: int, device: s
         run.main(["s8", "--norm", norm, "--epochs", str(s8_epochs), "--out", str(out), *common])
         histories[norm.upper()] = train.load_checkpoint(out / "checkpoint.pt")["history"]
         shutil.copy(out / "misclassified.png", DOC / f"s8_misclassified_{norm}.png")
-    plt.close(plots.plot_history(histories, title=f"S8 on the sample, {s8_epochs} epochs",
-                                 save=str(DOC / "s8_curves.png")))
+    title = f"S8: BatchNorm vs LayerNorm vs GroupNorm, seed recipe, {s8_epochs} epochs"
+    plt.close(plots.plot_history(histories, title=title, save=str(DOC / "s8_curves.png")))
 
     out = ROOT / "runs" / "course" / f"s9-seed-e{s9_epochs}"
     run.main(["s9", "--epochs", str(s9_epochs), "--out", str(out), *common])
-    for name in ("curves", "misclassified", "confusion", "lr"):
-        shutil.copy(out / f"{name}.png", DOC / f"s9_{name}.png")
+    history = train.load_checkpoint(out / "checkpoint.pt")["history"]
+    name = f"S9, seed recipe, {s9_epochs} epochs"
+    plt.close(plots.plot_history(history, title=name, save=str(DOC / "s9_curves.png")))
+    plt.close(plots.plot_lr(history, run=name, save=str(DOC / "s9_lr.png")))
+    for figure in ("misclassified", "confusion"):  # these need the trained model: drawn by the runner
+        shutil.copy(out / f"{figure}.png", DOC / f"s9_{figure}.png")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,6 +1,11 @@
 """Figures of the course. Every function returns the matplotlib figure and saves it to
 ``save`` (a path) when given. Images are HWC uint8 arrays, as CIFAR-10 stores them.
 Needs numpy and matplotlib only.
+
+Training curves follow one rule everywhere: one colour per run, train dashed, test solid,
+train and test of a metric in the same panel. Test accuracy far below train accuracy (test
+loss above train loss) means overfitting; both accuracies low and close together, underfitting. Pass ``run`` (a run's name, e.g.
+"S9 (seed recipe)") to put it in a figure's title.
 """
 
 from __future__ import annotations
@@ -9,10 +14,12 @@ from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-_METRICS = (("train_loss", "train loss"), ("test_loss", "test loss"),
-            ("train_acc", "train accuracy (%)"), ("test_acc", "test accuracy (%)"))
+_PANELS = (("loss", "loss"), ("acc", "accuracy (%)"))
+_SPLITS = (("train", "--"), ("test", "-"))  # (split, linestyle): train dashed, test solid
+_TRUE_PRED = "true -> predicted"
 
 
 def _finish(fig, save: str | None):
@@ -20,6 +27,10 @@ def _finish(fig, save: str | None):
     if save:
         fig.savefig(save, dpi=120, bbox_inches="tight")
     return fig
+
+
+def _with_run(text: str, run: str | None) -> str:
+    return f"{run}: {text}" if run else text
 
 
 def show_images(images: np.ndarray, labels: Sequence[int] | None = None,
@@ -44,10 +55,12 @@ def show_images(images: np.ndarray, labels: Sequence[int] | None = None,
     return _finish(fig, save)
 
 
-def show_image_rows(rows: Mapping[str, Sequence[np.ndarray]], save: str | None = None):
+def show_image_rows(rows: Mapping[str, Sequence[np.ndarray]], title: str | None = None,
+                    save: str | None = None):
     """One row of images per entry, named on the left: e.g. an image and its augmented copies."""
     cols = max(len(v) for v in rows.values())
-    fig, axes = plt.subplots(len(rows), cols, figsize=(1.4 * cols + 1.2, 1.45 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(len(rows), cols, figsize=(1.4 * cols + 1.2, 1.45 * len(rows) + (0.3 if title else 0)),
+                             squeeze=False)
     for r, (name, images) in enumerate(rows.items()):
         for c, ax in enumerate(axes[r]):
             ax.set_xticks([])
@@ -57,6 +70,8 @@ def show_image_rows(rows: Mapping[str, Sequence[np.ndarray]], save: str | None =
             if c < len(images):
                 ax.imshow(images[c], interpolation="nearest")
         axes[r, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
+    if title:
+        fig.suptitle(title)
     return _finish(fig, save)
 
 
@@ -65,35 +80,51 @@ def _as_runs(history) -> dict[str, list[dict]]:
 
 
 def plot_history(history: list[dict] | Mapping[str, list[dict]], title: str | None = None,
-                 save: str | None = None):
-    """Loss and accuracy per epoch, train and test; pass {name: history} to overlay several runs."""
+                 save: str | None = None, run: str | None = None):
+    """Loss and accuracy per epoch: one panel each, train (dashed) and test (solid) curves in the
+    same panel, so the gap between them shows over- or underfitting.
+
+    Pass {name: history} to compare several runs: one colour per run, the same line styles.
+    ``title`` is the figure's title (``run`` is used when no title is given).
+    """
     runs = _as_runs(history)
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7))
-    for ax, (key, label) in zip(axes.flat, _METRICS):
-        for name, h in runs.items():
-            ax.plot([e["epoch"] for e in h], [e[key] for e in h], marker=".", label=name or None)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
+    for ax, (metric, label) in zip(axes, _PANELS):
+        for i, (name, h) in enumerate(runs.items()):
+            epochs = [e["epoch"] for e in h]
+            for split, style in _SPLITS:
+                ax.plot(epochs, [e[f"{split}_{metric}"] for e in h], linestyle=style, color=f"C{i % 10}",
+                        marker="." if split == "test" else None, label=f"{name} {split}" if name else split)
         ax.set_title(label)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.grid(alpha=0.3)
-        if len(runs) > 1:
+        if len(runs) > 1:  # a compact key: the colour names the run, the line style the split
+            handles = [Line2D([], [], color=f"C{i % 10}", label=name) for i, name in enumerate(runs)]
+            handles += [Line2D([], [], color="0.3", linestyle=style, label=split) for split, style in _SPLITS]
+            ax.legend(handles=handles, fontsize=8, ncol=2)
+        else:
             ax.legend()
-    if title:
-        fig.suptitle(title)
+    if title or run:
+        fig.suptitle(title or run)
     return _finish(fig, save)
 
 
-def plot_lr(history: list[dict] | Mapping[str, list[dict]], save: str | None = None):
-    """Learning rate each epoch started with (log scale)."""
+def plot_lr(history: list[dict] | Mapping[str, list[dict]], save: str | None = None,
+            run: str | None = None, title: str | None = None):
+    """Learning rate each epoch started with (log scale); titled "learning rate per epoch" and
+    ``run`` when given (``title`` replaces the whole title)."""
     runs = _as_runs(history)
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    for name, h in runs.items():
-        ax.step([e["epoch"] for e in h], [e["lr"] for e in h], where="post", marker=".", label=name or None)
+    for i, (name, h) in enumerate(runs.items()):
+        ax.step([e["epoch"] for e in h], [e["lr"] for e in h], where="post", marker=".",
+                color=f"C{i % 10}", label=name or None)
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("learning rate")
     ax.grid(alpha=0.3, which="both")
+    ax.set_title(title or _with_run("learning rate per epoch", run))
     if len(runs) > 1:
         ax.legend()
     return _finish(fig, save)
@@ -101,10 +132,15 @@ def plot_lr(history: list[dict] | Mapping[str, list[dict]], save: str | None = N
 
 def show_misclassified(images: np.ndarray, true: Sequence[int], pred: Sequence[int],
                        classes: Sequence[str], cols: int = 5, title: str | None = None,
-                       save: str | None = None):
-    """Images titled "true -> predicted"."""
-    titles = [f"{classes[t]} -> {classes[p]}" for t, p in zip(true, pred)]
-    return show_images(images, cols=cols, title=title, titles=titles, save=save)
+                       save: str | None = None, run: str | None = None):
+    """Images labelled "true -> predicted"; the figure's title says so and names ``run`` when
+    given (a ``title`` without "->" gets the explanation appended)."""
+    labels = [f"{classes[t]} -> {classes[p]}" for t, p in zip(true, pred)]
+    if title is None:
+        title = _with_run("misclassified test images", run)
+    if "->" not in title:
+        title = f"{title} (labels: {_TRUE_PRED})"
+    return show_images(images, cols=cols, title=title, titles=labels, save=save)
 
 
 def confusion_matrix(true: Sequence[int], pred: Sequence[int], n_classes: int = 10) -> np.ndarray:
@@ -114,8 +150,9 @@ def confusion_matrix(true: Sequence[int], pred: Sequence[int], n_classes: int = 
 
 
 def plot_confusion(true: Sequence[int], pred: Sequence[int], classes: Sequence[str],
-                   save: str | None = None):
-    """Confusion matrix; each row label carries that class's accuracy."""
+                   save: str | None = None, run: str | None = None, title: str | None = None):
+    """Confusion matrix; each row label carries that class's accuracy. The title names ``run``
+    (or starts with ``title``) and gives the overall accuracy."""
     cm = confusion_matrix(true, pred, len(classes))
     per_class = 100.0 * np.diag(cm) / np.maximum(cm.sum(1), 1)
     fig, ax = plt.subplots(figsize=(8, 7))
@@ -128,5 +165,6 @@ def plot_confusion(true: Sequence[int], pred: Sequence[int], classes: Sequence[s
     ax.set_yticks(range(len(classes)), [f"{c} ({a:.0f}%)" for c, a in zip(classes, per_class)])
     ax.set_xlabel("predicted")
     ax.set_ylabel("true (per-class accuracy)")
-    ax.set_title(f"accuracy {100.0 * np.trace(cm) / max(cm.sum(), 1):.2f}%")
+    accuracy = f"accuracy {100.0 * np.trace(cm) / max(cm.sum(), 1):.2f}%"
+    ax.set_title(f"{title}, {accuracy}" if title else _with_run(f"confusion matrix, {accuracy}", run))
     return _finish(fig, save)
