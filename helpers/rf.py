@@ -353,13 +353,12 @@ def plot_rf_table(rows: list[RFRow], title: str = "Receptive field", save: str |
     import matplotlib.pyplot as plt
 
     cols = list(RFRow.__dataclass_fields__)
-    fig, ax = plt.subplots(figsize=(11, 0.32 * len(rows) + 1.0))
+    fig, ax = plt.subplots(figsize=(11, 0.25 * (len(rows) + 1) + 0.35))
     ax.axis("off")
     table = ax.table(cellText=[[str(v) for v in asdict(r).values()] for r in rows],
-                     colLabels=cols, loc="center", cellLoc="center")
+                     colLabels=cols, bbox=[0, 0, 1, 1], cellLoc="center")
     table.auto_set_font_size(False)
     table.set_fontsize(8)
-    table.scale(1, 1.2)
     for (r, c), cell in table.get_celld().items():
         if r == 0:
             cell.set_facecolor("#dbe5f1")

@@ -122,22 +122,33 @@ def run_config(session: str, norm: str, recipe: recipes.Recipe, seed: int, loade
             "data": f"{kind}: {len(train_split)} train / {len(test_split)} {test_name} images"}
 
 
-def train_course_net(session: str, norm: str = "bn", recipe: str | recipes.Recipe = "seed", *, epochs: int = 20,
-                     data_root: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
-                     seed: int = 1, device: str = "auto", loader: str = "auto", amp: bool | None = None,
-                     compile: bool = False, workers: int | None = None, smoke: bool = False,
-                     validation: bool = False, resume: bool = False, progress: bool = True,
-                     verbose: bool = True, **overrides) -> RunResult:
-    """Train one course network and return it with its history (see ``RunResult``).
+@dataclasses.dataclass
+class Prepared:
+    """Everything a run needs before its first epoch (``prepare_run``)."""
 
-    ``recipe`` is a name ("seed", "tuned") or a Recipe; ``overrides`` change its fields (lr=0.05).
-    ``loader="auto"`` keeps data and augmentation on the GPU (helpers.device_data) when training on
-    CUDA and uses the taught albumentations DataLoader elsewhere. ``amp`` (bf16 autocast; default
-    on CUDA) is used for training, evaluation and the figures alike. ``smoke`` trains on tiny
-    synthetic data; ``validation`` scores on the last 10 % of the training images instead of the
-    test batch (for tuning). ``out`` writes the checkpoint, history.json and run.json there.
-    """
-    start = time.perf_counter()
+    session: str
+    recipe: recipes.Recipe
+    config: dict
+    device: torch.device
+    amp: bool
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    train_loader: object
+    test_loader: object
+    train_split: data.CifarSplit
+    test_split: data.CifarSplit
+    mean: tuple
+    std: tuple
+
+
+def prepare_run(session: str, norm: str = "bn", recipe: str | recipes.Recipe = "seed", *, epochs: int = 20,
+                data_root: str | os.PathLike | None = None, out: str | os.PathLike | None = None, seed: int = 1,
+                device: str = "auto", loader: str = "auto", amp: bool | None = None, compile: bool = False,
+                workers: int | None = None, smoke: bool = False, validation: bool = False,
+                verbose: bool = True, **overrides) -> Prepared:
+    """Recipe -> data -> loaders -> model -> optimiser and schedule, ready for ``helpers.train.fit``
+    (the arguments are those of ``train_course_net``)."""
     if loader not in LOADERS:
         raise ValueError(f"unknown loader {loader!r}; choose one of {', '.join(LOADERS)}")
     if workers is not None and workers < 0:
@@ -164,7 +175,6 @@ def train_course_net(session: str, norm: str = "bn", recipe: str | recipes.Recip
         tag = f"{session}-{norm}" if session == "s8" else session
         print(f"{tag}, recipe {recipe.name}: {config['data'].split(': ', 1)[1]}, {epochs} epochs on "
               f"{hardware_name(device)}, {loader} loader{', bf16 autocast' if amp else ''}")
-
     train_loader, test_loader = make_loaders(recipe, train_split, test_split, mean, std, loader, device,
                                              seed, workers)
     model = models.build_model(session, norm, recipe.dropout).to(device)
@@ -172,12 +182,35 @@ def train_course_net(session: str, norm: str = "bn", recipe: str | recipes.Recip
         model.compile()  # compiles the forward in place; state_dict keys stay the same
     optimizer = recipes.make_optimizer(model, recipe)
     scheduler = recipes.make_scheduler(optimizer, recipe, epochs, len(train_loader))
-    history = train.fit(model, train_loader, test_loader, optimizer, scheduler, epochs, device,
-                        label_smoothing=recipe.label_smoothing, ema_decay=recipe.ema_decay, tta=recipe.tta,
-                        amp=amp, out_dir=None if out is None else str(out), resume=resume, progress=progress,
-                        verbose=verbose, config=config)
-    result = RunResult(model, history, recipe, config, device, amp, train_split, test_split, test_loader,
-                       mean, std, None if out is None else Path(out), time.perf_counter() - start)
+    return Prepared(session, recipe, config, device, amp, model, optimizer, scheduler, train_loader, test_loader,
+                    train_split, test_split, mean, std)
+
+
+def train_course_net(session: str, norm: str = "bn", recipe: str | recipes.Recipe = "seed", *, epochs: int = 20,
+                     data_root: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
+                     seed: int = 1, device: str = "auto", loader: str = "auto", amp: bool | None = None,
+                     compile: bool = False, workers: int | None = None, smoke: bool = False,
+                     validation: bool = False, resume: bool = False, progress: bool = True,
+                     verbose: bool = True, **overrides) -> RunResult:
+    """Train one course network and return it with its history (see ``RunResult``).
+
+    ``recipe`` is a name ("seed", "tuned") or a Recipe; ``overrides`` change its fields (lr=0.05).
+    ``loader="auto"`` keeps data and augmentation on the GPU (helpers.device_data) when training on
+    CUDA and uses the taught albumentations DataLoader elsewhere. ``amp`` (bf16 autocast; default
+    on CUDA) is used for training, evaluation and the figures alike. ``smoke`` trains on tiny
+    synthetic data; ``validation`` scores on the last 10 % of the training images instead of the
+    test batch (for tuning). ``out`` writes the checkpoint, history.json and run.json there.
+    """
+    start = time.perf_counter()
+    p = prepare_run(session, norm, recipe, epochs=epochs, data_root=data_root, out=out, seed=seed, device=device,
+                    loader=loader, amp=amp, compile=compile, workers=workers, smoke=smoke, validation=validation,
+                    verbose=verbose, **overrides)
+    history = train.fit(p.model, p.train_loader, p.test_loader, p.optimizer, p.scheduler, epochs, p.device,
+                        label_smoothing=p.recipe.label_smoothing, ema_decay=p.recipe.ema_decay, tta=p.recipe.tta,
+                        amp=p.amp, out_dir=None if out is None else str(out), resume=resume, progress=progress,
+                        verbose=verbose, config=p.config)
+    result = RunResult(p.model, history, p.recipe, p.config, p.device, p.amp, p.train_split, p.test_split,
+                       p.test_loader, p.mean, p.std, None if out is None else Path(out), time.perf_counter() - start)
     if out is not None:
         save_run(result, Path(out) / "run.json")
     return result
@@ -201,10 +234,10 @@ def write_figures(result: RunResult, out: Path, title: str) -> list[Path]:
     paths = [out / name for name in ("curves.png", "lr.png", "misclassified.png", "confusion.png")]
     figures = [
         plots.plot_history(result.history, title=title, save=str(paths[0])),
-        plots.plot_lr(result.history, save=str(paths[1])),
+        plots.plot_lr(result.history, run=title, save=str(paths[1])),
         plots.show_misclassified(result.test_split.images[[i for i, _, _ in wrong]], [t for _, t, _ in wrong],
-                                 [p for _, _, p in wrong], classes, save=str(paths[2])),
-        plots.plot_confusion(labels.numpy(), log_probs.argmax(1).numpy(), classes, save=str(paths[3])),
+                                 [p for _, _, p in wrong], classes, run=title, save=str(paths[2])),
+        plots.plot_confusion(labels.numpy(), log_probs.argmax(1).numpy(), classes, run=title, save=str(paths[3])),
     ]
     for fig in figures:  # saved; close them so repeated runs in one process do not pile figures up
         matplotlib.pyplot.close(fig)

@@ -1,0 +1,129 @@
+"""How fast one epoch trains and evaluates, per session and loader; prints a markdown table.
+
+    python benchmarks/gpu_speed.py --json doc/results/gpu_speed.json     # on a GPU, $CIFAR10_ROOT = full CIFAR-10
+    python benchmarks/gpu_speed.py --smoke                              # anywhere: tiny synthetic data (a test runs it)
+
+Each case is prepared by helpers.run.prepare_run (the wiring every run uses) with the tuned
+recipe, then timed epoch by epoch: the first epoch is the warm-up (cuDNN autotuning, worker
+start-up), the next ``--epochs`` are timed with CUDA events around training and evaluation
+(the recipe's flip TTA included), or with the wall clock on a CPU. Run it alone on the GPU:
+other jobs on the same device change the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from helpers import run, train  # noqa: E402
+
+CASES = (("s9", "device"), ("s8", "device"), ("s9", "albumentations"), ("s8", "albumentations"))
+
+
+class _Timer:
+    """CUDA events on a GPU (they time the device's work, not Python's), the wall clock elsewhere."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+
+    def __enter__(self):
+        if self.cuda:
+            self.start, self.end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            self.start.record()
+        else:
+            self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        if self.cuda:
+            self.end.record()
+            self.end.synchronize()
+            self.seconds = self.start.elapsed_time(self.end) / 1000
+        else:
+            self.seconds = time.perf_counter() - self.t0
+
+
+def time_case(session: str, loader: str, epochs: int = 2, data_root: str | None = None, smoke: bool = False,
+              device: str = "auto", workers: int | None = None, recipe: str = "tuned") -> dict:
+    """Warm-up epoch, then ``epochs`` timed epochs of one session and loader; seconds and images/s."""
+    t0 = time.perf_counter()
+    p = run.prepare_run(session, "bn", recipe, epochs=epochs + 1, data_root=data_root, seed=1, device=device,
+                        loader=loader, smoke=smoke, workers=workers, verbose=False)
+    setup = time.perf_counter() - t0
+    loss_fn = dict(label_smoothing=p.recipe.label_smoothing)
+    trains, evals = [], []
+    warmup = 0.0
+    for epoch in range(1, epochs + 2):
+        train._set_epoch(p.train_loader, epoch)
+        t_epoch = time.perf_counter()
+        with _Timer(p.device) as t_train:
+            train.train_one_epoch(p.model, p.train_loader, p.optimizer, p.device, epoch,
+                                  p.scheduler if train.steps_per_batch(p.scheduler) else None,
+                                  amp=p.amp, progress=False, **loss_fn)
+        with _Timer(p.device) as t_eval:
+            train.evaluate(p.model, p.test_loader, p.device, tta=p.recipe.tta, amp=p.amp)
+        if epoch == 1:
+            warmup = time.perf_counter() - t_epoch
+        else:
+            trains.append(t_train.seconds)
+            evals.append(t_eval.seconds)
+    train_s, eval_s = statistics.median(trains), statistics.median(evals)
+    n_train = len(p.train_loader) * p.recipe.batch_size
+    return {"session": session, "loader": loader, "batch_size": p.recipe.batch_size, "amp": p.amp,
+            "train_images": n_train, "test_images": len(p.test_split), "setup_s": round(setup, 2),
+            "warmup_epoch_s": round(warmup, 2), "train_s": round(train_s, 3), "eval_s": round(eval_s, 3),
+            "epoch_s": round(train_s + eval_s, 3), "train_images_per_s": round(n_train / train_s),
+            "workers": getattr(p.train_loader, "num_workers", None)}
+
+
+def format_table(rows: list[dict]) -> str:
+    """Markdown table of the timed cases."""
+    lines = ["| session | loader | batch | train s/epoch | eval s (TTA) | epoch s | train images/s | warm-up epoch s |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['session']} | {r['loader']} | {r['batch_size']} | {r['train_s']:.2f} | {r['eval_s']:.2f} | "
+                     f"{r['epoch_s']:.2f} | {r['train_images_per_s']:,} | {r['warmup_epoch_s']:.1f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    """Time every case, print the table, optionally write the rows with the hardware to --json."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--epochs", type=int, default=2, help="timed epochs after the warm-up (default 2)")
+    p.add_argument("--cases", nargs="+", default=[f"{s}/{l}" for s, l in CASES],
+                   help="session/loader pairs (default: all four)")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--smoke", action="store_true", help="tiny synthetic data (for a test, or a quick look)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: chosen for the machine)")
+    p.add_argument("--json", default=None, help="write the results here")
+    args = p.parse_args(argv)
+    device = train.get_device(args.device)
+    rows = []
+    for case in args.cases:
+        session, loader = case.split("/")
+        rows.append(time_case(session, loader, args.epochs, args.data_root, args.smoke, args.device, args.workers))
+        print(json.dumps(rows[-1]), flush=True)
+    header = (f"{run.hardware_name(device)}, torch {torch.__version__}, "
+              f"{'synthetic smoke data' if args.smoke else 'CIFAR-10'}, tuned recipes, "
+              f"median of {args.epochs} epoch(s) after a warm-up epoch, {datetime.date.today().isoformat()}")
+    print(f"\n{header}\n\n{format_table(rows)}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"hardware": run.hardware_name(device), "torch": torch.__version__,
+                                               "date": datetime.date.today().isoformat(), "smoke": args.smoke,
+                                               "epochs_timed": args.epochs, "rows": rows}, indent=1))
+    return rows
+
+
+if __name__ == "__main__":
+    main()

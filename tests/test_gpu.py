@@ -1,0 +1,90 @@
+"""CUDA-only checks: they skip on a machine without a GPU and run on the lent GPU before an issue closes
+(``source .device/setup.sh && python -m pytest``)."""
+import json
+
+import pytest
+import torch
+
+from helpers import device_data, models, recipes, run, train
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def _metrics(history):
+    return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
+
+
+@cuda
+def test_resume_on_cuda_continues_the_run(tmp_path, capsys):
+    base = ["s8", "--smoke", "--out", str(tmp_path / "r"), "--no-progress", "--loader", "device", "--device", "cuda"]
+    run.main(base + ["--epochs", "1"])
+    run.main(base + ["--epochs", "2", "--resume"])  # used to end in "RNG state must be a torch.ByteTensor"
+    history = json.loads((tmp_path / "r" / "history.json").read_text())
+    assert "resumed from" in capsys.readouterr().out and [h["epoch"] for h in history] == [1, 2]
+
+
+@cuda
+@pytest.mark.parametrize("first, second", [("cuda", "cpu"), ("cpu", "cuda")])
+def test_a_checkpoint_moves_between_gpu_and_cpu(tmp_path, first, second):
+    base = ["s8", "--smoke", "--out", str(tmp_path / "r"), "--no-progress", "--loader", "albumentations",
+            "--no-amp"]
+    run.main(base + ["--epochs", "1", "--device", first])
+    run.main(base + ["--epochs", "2", "--resume", "--device", second])
+    assert len(json.loads((tmp_path / "r" / "history.json").read_text())) == 2
+
+
+@cuda
+def test_interrupted_and_resumed_equals_uninterrupted_on_cuda(tmp_path):
+    common = dict(epochs=3, smoke=True, device="cuda", loader="device", progress=False, verbose=False)
+    full = run.train_course_net("s8", "bn", "seed", out=tmp_path / "full", **common).history
+    run.train_course_net("s8", "bn", "seed", out=tmp_path / "part", **{**common, "epochs": 2})
+    # the seed recipe's StepLR does not depend on the total, so a 2-epoch run can be continued to 3
+    resumed = run.train_course_net("s8", "bn", "seed", out=tmp_path / "part", resume=True, **common).history
+    for a, b in zip(_metrics(full), _metrics(resumed)):
+        assert a["epoch"] == b["epoch"]
+        for key in ("train_loss", "test_loss"):  # cuDNN's autotuned kernels differ in the last bits
+            assert a[key] == pytest.approx(b[key], rel=0.05, abs=0.02)
+
+
+@cuda
+def test_device_loader_on_cuda_gives_static_channels_last_batches():
+    images = torch.randint(0, 256, (1000, 32, 32, 3), dtype=torch.uint8).numpy()
+    labels = torch.randint(0, 10, (1000,)).numpy()
+    loader = device_data.DeviceLoader(images, labels, 128, device="cuda", channels_last=True,
+                                      **device_data.PRESETS["s9"])
+    batches = list(loader)
+    assert len(batches) == 7 and {len(y) for _, y in batches} == {128}
+    x, y = batches[0]
+    assert x.is_cuda and y.is_cuda and x.is_contiguous(memory_format=torch.channels_last)
+
+
+@cuda
+def test_bf16_autocast_trains_and_the_figures_use_it(tmp_path):
+    result = run.train_course_net("s9", recipe="tuned", epochs=1, smoke=True, device="cuda", progress=False,
+                                  verbose=False, batch_size=64, out=tmp_path / "r")
+    assert result.amp and result.config["loader"] == "device"
+    x = next(iter(result.test_loader))[0]
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        conv_out = result.model.blocks[0][0][0](x)
+    assert conv_out.dtype == torch.bfloat16
+    assert all(torch.isfinite(torch.tensor(h["train_loss"])) for h in result.history)
+    paths = run.write_figures(result, tmp_path / "r", "s9")
+    assert all(p.stat().st_size > 0 for p in paths)
+
+
+@cuda
+def test_fused_sgd_on_cuda():
+    model = models.S8().cuda()
+    opt = recipes.make_optimizer(model, recipes.get_recipe("s8", "tuned"))
+    assert opt.defaults.get("fused") is True
+
+
+@cuda
+def test_bad_data_gives_one_line_on_cuda(tmp_path):
+    from helpers import data
+    folder = data.write_synthetic_cifar(tmp_path, 100, 50)
+    (folder / "data_batch_1").write_bytes((folder / "data_batch_1").read_bytes()[:5000])
+    with pytest.raises(SystemExit) as exit_:
+        run.main(["s8", "--data-root", str(tmp_path), "--device", "cuda", "--out", str(tmp_path / "o")])
+    message = str(exit_.value.code)
+    assert message.startswith("error:") and "data_batch_1" in message and "\n" not in message
