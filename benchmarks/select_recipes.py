@@ -98,13 +98,13 @@ def choose_tuned(runs: list[dict], epochs: int = 20) -> dict:
     return chosen
 
 
-def choose_s9_seed(runs: list[dict]) -> dict | None:
+def choose_s9_seed(runs: list[dict], epochs: int = 20) -> dict | None:
     """The S9 reading whose curves lie closest to the published log."""
     scores = []
     for reading in S9_READINGS:
         expected = recipes.get_recipe("s9", "seed", **reading)
         found = [r for r in runs if r["config"]["session"] == "s9" and "test images" in r["config"]["data"]
-                 and r["config"]["seed"] == 1 and r["epochs"] >= 20 and r["config"]["loader"] == "device"
+                 and r["config"]["seed"] == 1 and r["epochs"] >= epochs and r["config"]["loader"] == "device"
                  and _matches(r["config"]["recipe"], expected)]
         if found:
             h = found[0]["history"][:20]
@@ -114,7 +114,7 @@ def choose_s9_seed(runs: list[dict]) -> dict | None:
     return min(scores, key=lambda s: s["test_gap"]) | {"all": scores} if scores else None
 
 
-def choose_s8_seed(runs: list[dict]) -> dict | None:
+def choose_s8_seed(runs: list[dict], epochs: int = 20) -> dict | None:
     """The S8 reading under which the most norms pass 70 % test accuracy within 20 epochs."""
     scores = []
     for rank, reading in enumerate(S8_READINGS):
@@ -122,7 +122,7 @@ def choose_s8_seed(runs: list[dict]) -> dict | None:
         for norm in ("bn", "ln", "gn"):
             expected = recipes.get_recipe("s8", "seed", norm, **reading)
             found = [r for r in runs if r["config"]["session"] == "s8" and r["config"]["norm"] == norm
-                     and "test images" in r["config"]["data"] and r["config"]["seed"] == 1 and r["epochs"] >= 20
+                     and "test images" in r["config"]["data"] and r["config"]["seed"] == 1 and r["epochs"] >= epochs
                      and r["config"]["loader"] == "device" and _matches(r["config"]["recipe"], expected)]
             if found:
                 finals[norm] = found[0]["final_test_acc"]
@@ -135,7 +135,8 @@ def choose_s8_seed(runs: list[dict]) -> dict | None:
 
 
 def _dict_source(fields: dict) -> str:
-    return "dict(" + ", ".join(f"{k}={v!r}" for k, v in fields.items()) + ")"
+    return "dict(" + ", ".join(f"{k}={json.dumps(v) if isinstance(v, str) else repr(v)}"
+                               for k, v in fields.items()) + ")"
 
 
 def rewrite_recipes(path: Path, tuned: dict, s8_seed: dict | None, s9_seed: dict | None) -> str:
@@ -149,8 +150,8 @@ def rewrite_recipes(path: Path, tuned: dict, s8_seed: dict | None, s9_seed: dict
         seed_now["s8"].update(s8_seed["reading"])
     if s9_seed:
         seed_now["s9"].update(s9_seed["reading"])
-    tuned_src = "_TUNED = {\n" + "".join(f"    {k!r}: {_dict_source(v)},\n" for k, v in tuned_now.items()) + "}\n"
-    seed_src = "_SEED = {\n" + "".join(f"    {k!r}: {_dict_source(v)},\n" for k, v in seed_now.items()) + "}\n"
+    tuned_src = "_TUNED = {\n" + "".join(f"    {json.dumps(k)}: {_dict_source(v)},\n" for k, v in tuned_now.items()) + "}\n"
+    seed_src = "_SEED = {\n" + "".join(f"    {json.dumps(k)}: {_dict_source(v)},\n" for k, v in seed_now.items()) + "}\n"
     text = re.sub(r"(# BEGIN TUNED\n).*?(# END TUNED)", lambda m: m.group(1) + tuned_src + m.group(2), text, flags=re.S)
     text = re.sub(r"(# BEGIN SEED\n).*?(# END SEED)", lambda m: m.group(1) + seed_src + m.group(2), text, flags=re.S)
     path.write_text(text)
@@ -164,9 +165,11 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--recipes-file", default=str(ROOT / "helpers" / "recipes.py"))
     p.add_argument("--evidence", default=None, help="write the scores and choices here (JSON)")
     p.add_argument("--dry-run", action="store_true", help="print the choices, change no file")
+    p.add_argument("--epochs", type=int, default=20, help="the runs' length (default 20)")
     args = p.parse_args(argv)
     runs = load_runs(Path(args.runs))
-    result = {"tuned": choose_tuned(runs), "s9_seed": choose_s9_seed(runs), "s8_seed": choose_s8_seed(runs)}
+    result = {"tuned": choose_tuned(runs, args.epochs), "s9_seed": choose_s9_seed(runs, args.epochs),
+              "s8_seed": choose_s8_seed(runs, args.epochs)}
     print(json.dumps(result, indent=1))
     if not args.dry_run:
         rewrite_recipes(Path(args.recipes_file), result["tuned"], result["s8_seed"], result["s9_seed"])
