@@ -7,7 +7,8 @@
 The one place the URL is kept is the ``repo_url = ...`` line of ``course.cfg`` at the repository
 root. This script copies it into
 
-* README.md: the "Open in Colab" badge links (colab.research.google.com/github/<account>/<repository>/...);
+* README.md: the "Open in Colab" badge links (colab.research.google.com/github/<account>/<repository>/...)
+  and the ``git clone <URL> && cd <repository>`` command;
 * notebooks/*.py and notebooks/*.ipynb: the ``REPO_URL = "..."`` line of the setup cell, which
   Colab uses to clone the repository (both files of each jupytext pair, so they stay in sync;
   the .ipynb keeps its outputs and cell ids).
@@ -32,6 +33,7 @@ PLACEHOLDER = "https://github.com/OWNER/cifar10-course"
 _GITHUB = re.compile(r"^https://github\.com/([A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)/([A-Za-z0-9._-]+?)(?:\.git)?/?$")
 _SETTING = re.compile(r"^(repo_url\s*=\s*)(\S*)\s*$", re.MULTILINE)
 _BADGE = re.compile(r"https://colab\.research\.google\.com/github/[^/\s)]+/[^/\s)]+/blob/[^/\s)]+/notebooks/")
+_CLONE = re.compile(r"git clone https://github\.com/[^\s/]+/[^\s/]+?(?:\.git)?(?=\s|$)( && cd \S+)?", re.MULTILINE)
 _CELL_LINE = re.compile(r'^REPO_URL = "[^"\n]*"', re.MULTILINE)
 
 
@@ -70,7 +72,8 @@ def canonical(url: str) -> str:
 
 def updated_readme(text: str, url: str) -> str:
     account, repository = parse_github_url(url)
-    return _BADGE.sub(f"https://colab.research.google.com/github/{account}/{repository}/blob/{BRANCH}/notebooks/", text)
+    text = _BADGE.sub(f"https://colab.research.google.com/github/{account}/{repository}/blob/{BRANCH}/notebooks/", text)
+    return _CLONE.sub(lambda m: f"git clone {url}" + (f" && cd {repository}" if m.group(1) else ""), text)
 
 
 def updated_cell_source(source: str, url: str) -> str:

@@ -299,6 +299,7 @@ def test_committed_files_hold_the_url_of_course_cfg():
         assert (f"https://colab.research.google.com/github/{account}/{repository}/blob/main/notebooks/{name}.ipynb"
                 in readme)
         assert f'REPO_URL = "{url}"' in cell_source(name, "REPO_URL = ")
+    assert f"git clone {url} && cd {repository}" in readme
 
 
 @pytest.fixture
@@ -324,6 +325,7 @@ def test_set_repo_url_writes_the_url_everywhere(repo_copy, capsys):
     badges = re.findall(r"https://colab\.research\.google\.com/github/\S+?\.ipynb", readme)
     assert len(badges) == 2 and all(b.startswith(f"https://colab.research.google.com/github/acme/cifar-course/blob/main/")
                                     for b in badges)
+    assert f"git clone {url} && cd cifar-course\n" in readme and "OWNER" not in readme
     for name in PAIRS:
         py, ipynb = repo_copy / "notebooks" / f"{name}.py", repo_copy / "notebooks" / f"{name}.ipynb"
         assert f'REPO_URL = "{url}"' in py.read_text()
