@@ -17,8 +17,8 @@
 # # Session 8 · Normalization: BatchNorm vs LayerNorm vs GroupNorm
 #
 # We train one small CNN on CIFAR-10 three times, changing only its normalization layer, and
-# compare BatchNorm, LayerNorm and GroupNorm. Before training we compute each normalization by
-# hand, on real feature maps, and check that we get what PyTorch's layers compute.
+# compare BatchNorm, LayerNorm and GroupNorm. Then we compute each normalization by hand, on
+# feature maps of the trained network, and check that we get what PyTorch's layers compute.
 #
 # 1. [Setup](#1.-Setup)
 # 2. [Dataset](#2.-Dataset)
@@ -65,7 +65,9 @@ except ImportError:
 
 if ON_COLAB:
     if (COLAB_DIR / ".git").is_dir():  # cloned by an earlier run: update it
-        subprocess.run(["git", "-C", str(COLAB_DIR), "pull", "--ff-only", "-q"], capture_output=True)
+        pull = subprocess.run(["git", "-C", str(COLAB_DIR), "pull", "--ff-only", "-q"], capture_output=True, text=True)
+        if pull.returncode != 0:
+            print(f"Could not update {COLAB_DIR} (git pull failed); using it as it is.")
     elif not (COLAB_DIR / "helpers").is_dir():  # neither cloned nor uploaded yet
         if "/OWNER/" in REPO_URL:
             raise RuntimeError(
@@ -82,7 +84,8 @@ if ON_COLAB:
     pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "torchinfo>=1.8",
                           "albumentations>=2.0.5,<2.1"], capture_output=True, text=True)
     if pip.returncode != 0:
-        raise RuntimeError(f"pip could not install torchinfo and albumentations: {pip.stderr.strip()[-300:]}")
+        reason = (pip.stderr.strip().splitlines() or ["pip failed"])[-1]
+        raise RuntimeError(f"Could not install torchinfo and albumentations ({reason}).")
     REPO_DIR = COLAB_DIR
     os.chdir(REPO_DIR)
 else:
@@ -163,14 +166,15 @@ print("std over all pixels:    ", tuple(round(s, 4) for s in std))
 # the common mistake: the average of the per-image standard deviations
 per_image_std = (train_split.images.reshape(len(train_split), -1, 3) / 255.0).std(axis=1).mean(axis=0)
 print("mean of per-image stds: ", tuple(round(float(s), 4) for s in per_image_std))
-print("helpers.data.CIFAR10_STD (full training set):", data.CIFAR10_STD)
+print()
+print("full CIFAR-10 training set, std over all pixels (helpers.data.CIFAR10_STD):", data.CIFAR10_STD)
+print("the often-copied std, a mean of per-image stds:                           ", (0.2023, 0.1994, 0.2010))
 
 # %% [markdown]
-# The often-copied `std = (0.2023, 0.1994, 0.2010)` is the *mean of per-image* standard
-# deviations (the third line). It only measures how pixels vary *inside* each image and misses
-# how much images differ *from each other* (a dark image next to a bright one), so it is too
-# small. The last line is the standard deviation over all pixels of the full training set.
-# Training normalizes with the statistics of the data it trains on.
+# The often-copied std (the last line) is a *mean of per-image* standard deviations, like the
+# third line. It only measures how pixels vary *inside* each image and misses how much images
+# differ *from each other* (a dark image next to a bright one), so it is too small. Training
+# normalizes with the statistics over all pixels of the data it trains on.
 #
 # ### Augmentation
 #
@@ -220,7 +224,7 @@ for label, norm in NORMS.items():
 #
 # | layer | statistics over the axes | one (μ, σ²) per | depends on the batch? |
 # |---|---|---|---|
-# | BatchNorm `nn.BatchNorm2d(C)` | N, H, W | channel | yes |
+# | BatchNorm `nn.BatchNorm2d(C)` | N, H, W | channel | yes, in training mode |
 # | LayerNorm `nn.GroupNorm(1, C)` | C, H, W | image | no |
 # | GroupNorm `nn.GroupNorm(G, C)`, here G = 2 | C/G, H, W | image and group of channels | no |
 #
@@ -286,17 +290,18 @@ assert rf.receptive_field(models.S8("bn")) == 44
 # it used. The command line (`python -m helpers.run s8 --norm gn`) calls the same function.
 #
 # **The recipe.** With `RECIPE = "tuned"`, training uses a OneCycle schedule fitted to the
-# epoch budget, and LayerNorm and GroupNorm get a smaller peak learning rate than BatchNorm:
-# without the batch statistics they do not tolerate BatchNorm's rate (the tuning runs are in the
-# repository's `doc/tuning.md`). `RECIPE = "seed"` trains as the seed document did. Each run
-# prints its recipe.
+# epoch budget, and LayerNorm and GroupNorm get a smaller peak learning rate than BatchNorm (the
+# `peak lr` column of the table in section 5): without the batch statistics they do not
+# tolerate BatchNorm's rate (the tuning runs are in the repository's `doc/tuning.md`).
+# `RECIPE = "seed"` trains as the seed document did. Each run prints its recipe.
 #
 # **The loader.** `LOADER = "auto"` picks `"device"` on a CUDA GPU: `helpers.device_data`
-# keeps the whole dataset in GPU memory and augments whole batches there, with bfloat16
-# autocast, because a few CPU workers running albumentations image by image cannot keep a GPU
-# busy. Everywhere else it picks `"albumentations"`: the DataLoader path of section 2, one image
-# at a time on the CPU. Both apply the same transforms with the same probabilities (not pixel
-# for pixel the same). Each run starts from the same seed, so the three networks start from the
+# keeps the whole dataset in GPU memory and augments whole batches there, because a few CPU
+# workers running albumentations image by image cannot keep a GPU busy. Everywhere else it picks
+# `"albumentations"`: the DataLoader path of section 2, one image at a time on the CPU. Both
+# apply the same transforms with the same probabilities (not pixel for pixel the same). On a GPU
+# the run also computes in bfloat16 (autocast), which is faster and, for these networks, as
+# accurate. Each run starts from the same seed, so the three networks start from the
 # same random weights and see the same batches.
 
 # %% tags=["nbval-ignore-output"]
@@ -320,16 +325,12 @@ print(results["GN"].recipe)
 
 # %% tags=["nbval-ignore-output"]
 result = results["BN"]
-if result.device.type == "cuda":
-    device_name = torch.cuda.get_device_name(result.device)
-else:
-    device_name = f"{result.device.type} ({os.cpu_count()} CPU cores)"
-loader = LOADER if LOADER != "auto" else ("device" if result.device.type == "cuda" else "albumentations")
 source = ("synthetic smoke-test images (SMOKE_TEST=1)" if SMOKE
           else f"CIFAR-10 in {data.ensure_cifar10(DATA_ROOT, download=False)}")
 print(f"data:    {len(result.train_split):,} training and {len(result.test_split):,} test images, {source}")
 print(f"epochs:  {EPOCHS} per normalization, recipe {RECIPE!r}, seed {SEED}")
-print(f"device:  {device_name}, loader {loader!r}, bfloat16 autocast {'on' if result.amp else 'off'}")
+print(f"device:  {run.hardware_name(result.device)}, loader {result.config['loader']!r}, "
+      f"bfloat16 autocast {'on' if result.amp else 'off'}")
 print(f"PyTorch: {torch.__version__}")
 
 # %% [markdown]

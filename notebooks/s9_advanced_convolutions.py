@@ -63,7 +63,9 @@ except ImportError:
 
 if ON_COLAB:
     if (COLAB_DIR / ".git").is_dir():  # cloned by an earlier run: update it
-        subprocess.run(["git", "-C", str(COLAB_DIR), "pull", "--ff-only", "-q"], capture_output=True)
+        pull = subprocess.run(["git", "-C", str(COLAB_DIR), "pull", "--ff-only", "-q"], capture_output=True, text=True)
+        if pull.returncode != 0:
+            print(f"Could not update {COLAB_DIR} (git pull failed); using it as it is.")
     elif not (COLAB_DIR / "helpers").is_dir():  # neither cloned nor uploaded yet
         if "/OWNER/" in REPO_URL:
             raise RuntimeError(
@@ -80,7 +82,8 @@ if ON_COLAB:
     pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "torchinfo>=1.8",
                           "albumentations>=2.0.5,<2.1"], capture_output=True, text=True)
     if pip.returncode != 0:
-        raise RuntimeError(f"pip could not install torchinfo and albumentations: {pip.stderr.strip()[-300:]}")
+        reason = (pip.stderr.strip().splitlines() or ["pip failed"])[-1]
+        raise RuntimeError(f"Could not install torchinfo and albumentations ({reason}).")
     REPO_DIR = COLAB_DIR
     os.chdir(REPO_DIR)
 else:
@@ -358,11 +361,12 @@ assert rf.receptive_field(s9) == 77
 # `doc/tuning.md` shows how it was chosen.
 #
 # **The loader.** `LOADER = "auto"` picks `"device"` on a CUDA GPU: `helpers.device_data`
-# keeps the whole dataset in GPU memory and augments whole batches there, with bfloat16
-# autocast, because a few CPU workers running albumentations image by image cannot keep a GPU
-# busy. Everywhere else it picks `"albumentations"`: the DataLoader path of section 2, one image
-# at a time on the CPU. Both apply the same transforms with the same probabilities (not pixel
-# for pixel the same).
+# keeps the whole dataset in GPU memory and augments whole batches there, because a few CPU
+# workers running albumentations image by image cannot keep a GPU busy. Everywhere else it picks
+# `"albumentations"`: the DataLoader path of section 2, one image at a time on the CPU. Both
+# apply the same transforms with the same probabilities (not pixel for pixel the same). On a GPU
+# the run also computes in bfloat16 (autocast), which is faster and, for these networks, as
+# accurate.
 
 # %% tags=["nbval-ignore-output"]
 result = run.train_course_net("s9", recipe=RECIPE, epochs=EPOCHS, data_root=DATA_ROOT, seed=SEED,

@@ -153,7 +153,7 @@ class FakeShell:
     """Records subprocess.run calls; ``git clone`` creates the folder as git would."""
 
     def __init__(self, clone_fails=False):
-        self.calls, self.clone_fails = [], clone_fails
+        self.calls, self.clone_fails, self.pull_fails = [], clone_fails, False
 
     def run(self, command, *args, **kwargs):
         command = list(command)
@@ -165,6 +165,8 @@ class FakeShell:
             target = Path(command[-1])
             (target / ".git").mkdir(parents=True)
             (target / "helpers").mkdir()
+        if "pull" in command and self.pull_fails:
+            return subprocess.CompletedProcess(command, 1, "", "fatal: unable to access: Could not resolve host\n")
         return subprocess.CompletedProcess(command, 0, "", "")
 
     def check_call(self, command, *args, **kwargs):
@@ -198,7 +200,7 @@ def colab(monkeypatch, tmp_path):
     return run, shell, clone_dir
 
 
-def test_colab_first_run_clones_then_a_rerun_pulls(colab):
+def test_colab_first_run_clones_then_a_rerun_pulls(colab, capsys):
     run, shell, clone_dir = colab
     source = cell_source("s8_normalization", "REPO_URL = ")
     namespace = run(source)
@@ -212,6 +214,10 @@ def test_colab_first_run_clones_then_a_rerun_pulls(colab):
     assert shell.calls[0] == ["git", "-C", str(clone_dir), "pull", "--ff-only", "-q"]
     assert not any(call[:2] == ["git", "clone"] for call in shell.calls)
     assert sys.path.count(str(clone_dir)) == 1
+
+    shell.pull_fails = True  # offline on a re-run: the existing clone is used as it is
+    namespace = run(source)
+    assert namespace["REPO_DIR"] == clone_dir and "Could not update" in capsys.readouterr().out
 
 
 def test_colab_uses_an_uploaded_folder_as_it_is(colab):
