@@ -1,21 +1,22 @@
-"""Seed recipe versus tuned recipe, same data, epochs and seeds; prints a markdown table.
+"""Seed recipe versus tuned recipe: collect the runs' histories and write the README's result tables.
 
-    python benchmarks/recipes.py --data-root ../shared/cifar10-sample --epochs 20
-    python benchmarks/recipes.py --runs s8-bn s8-ln s8-gn --seeds 1 2 3 --data-root ../shared/cifar10-sample
-    python benchmarks/recipes.py --runs s9 --epochs 20 --device cuda
-    python benchmarks/recipes.py --plot-dir doc ...     # also draw recipes_<run>.png (seed vs tuned curves)
+    python benchmarks/recipes.py collect runs/gpu runs/sample     # copy each run.json to doc/results/
+    python benchmarks/recipes.py report                           # README tables + doc/recipes_<run>.png
 
-Each run goes through the command-line runner into runs/course/<run>-<recipe>-e<epochs>[-s<seed>]/
-and is resumed (not repeated) when the script is run again, so runs can also be made beforehand,
-in parallel, with `python -m helpers.run ... --out <that folder>`. Not a test: it takes hours on
-a CPU. The gain is the tuned recipe's final test accuracy minus the seed recipe's, averaged over
-the seeds.
+Runs are made by helpers.run (the wiring every run uses): on a GPU by benchmarks/full_cifar.py,
+on a CPU for example with
+``python -m helpers.run s8 --recipe tuned --seed 2 --data-root ../shared/cifar10-sample --out runs/sample/...``.
+``collect`` copies their run.json (history, settings, data, hardware, torch version) to
+doc/results/<data>-<run>-<recipe>-<loader>-seed<k>.json. ``report`` reads only doc/results/ and
+rewrites the README between the ``<!-- results:... -->`` markers: final-epoch test accuracy,
+mean ± sd over seeds, and only runs whose recipe is the one helpers.recipes holds now.
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
+import json
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -23,81 +24,167 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+from helpers import recipes  # noqa: E402
 
-from helpers import plots, run, train  # noqa: E402
-
-RUNS = {"s8-bn": ["s8", "--norm", "bn"], "s8-ln": ["s8", "--norm", "ln"], "s8-gn": ["s8", "--norm", "gn"],
-        "s9": ["s9"]}
-RECIPES = ("seed", "tuned")
+RESULTS = ROOT / "doc" / "results"
+RUNS = ("s8-bn", "s8-ln", "s8-gn", "s9")
 
 
-def run_dir(name: str, recipe: str, epochs: int, seed: int) -> Path:
-    """Where one run lives; seed 1 shares its folder with doc/make_figures.py."""
-    return ROOT / "runs" / "course" / f"{name}-{recipe}-e{epochs}{'' if seed == 1 else f'-s{seed}'}"
+def run_name(config: dict) -> str:
+    return f"s8-{config['norm']}" if config["session"] == "s8" else "s9"
 
 
-def train_run(name: str, recipe: str, epochs: int, seed: int, data_root: str | None, device: str) -> list[dict]:
-    """Train (or resume) one run through the command-line runner and return its history."""
-    out = run_dir(name, recipe, epochs, seed)
-    cli = [*RUNS[name], "--recipe", recipe, "--epochs", str(epochs), "--seed", str(seed), "--out", str(out),
-           "--device", device, "--resume", "--no-progress"]
-    run.main(cli + (["--data-root", data_root] if data_root else []))
-    return train.load_checkpoint(out / "checkpoint.pt")["history"]
+def data_kind(config: dict) -> str:
+    """"full" (50,000 train), "sample" (the 4,068-image CPU sample), "validation" or "synthetic"."""
+    text = config["data"]
+    if "validation" in text:
+        return "validation"
+    if text.startswith("synthetic"):
+        return "synthetic"
+    return "full" if text.startswith("CIFAR-10: 50000 train") else "sample"
 
 
-def _spread(values: list[float]) -> str:
+def collect(folders: list[Path], dest: Path = RESULTS) -> list[Path]:
+    """Copy every run.json below ``folders`` to ``dest`` under a name that says what it is."""
+    dest.mkdir(parents=True, exist_ok=True)
+    written = []
+    for folder in folders:
+        for path in sorted(Path(folder).rglob("run.json")):
+            record = json.loads(path.read_text())
+            c = record["config"]
+            extra = "" if data_kind(c) != "validation" else "-" + path.parent.name
+            name = (f"{data_kind(c)}-{run_name(c)}-{c['recipe']['name']}-{c['loader']}{extra}-seed{c['seed']}"
+                    f"-e{record['epochs']}.json")
+            (dest / name).write_text(json.dumps(record, indent=1))
+            written.append(dest / name)
+    return written
+
+
+def load(dest: Path = RESULTS) -> list[dict]:
+    records = [json.loads(p.read_text()) | {"file": p.name} for p in sorted(dest.glob("*.json"))]
+    return [r for r in records if "config" in r and "history" in r]  # not gpu_speed.json or the selection
+
+
+def current(record: dict) -> bool:
+    """Was the run made with the recipe that helpers.recipes holds now?"""
+    c = record["config"]
+    expected = recipes.get_recipe(c["session"], c["recipe"]["name"], c["norm"] or "bn")
+    return c["recipe"] == expected.as_dict()
+
+
+def _cell(values: list[float]) -> str:
+    if not values:
+        return "not run"
     mean = statistics.fmean(values)
-    return f"{mean:.2f}%" if len(values) == 1 else f"{mean:.2f}% ± {statistics.stdev(values):.2f}"
+    if len(values) == 1:
+        return f"{mean:.2f} % (1 seed)"
+    return f"{mean:.2f} % ± {statistics.stdev(values):.2f} ({len(values)} seeds)"
 
 
-def format_table(results: dict[str, dict[str, list[list[dict]]]]) -> str:
-    """Markdown table of final (and, for one seed, best) test accuracies per run and recipe."""
-    lines = ["| run | seed recipe | tuned recipe | gain |", "|---|---|---|---|"]
-    for name, by_recipe in results.items():
-        cells, finals = [], {}
-        for recipe in RECIPES:
-            histories = by_recipe[recipe]
-            finals[recipe] = [h[-1]["test_acc"] for h in histories]
-            cell = _spread(finals[recipe])
-            if len(histories) == 1:
-                best = train.best_epoch(histories[0])
-                cell += f" (best {best['test_acc']:.2f}% @ {best['epoch']})"
-            cells.append(cell)
-        gain = statistics.fmean(finals["tuned"]) - statistics.fmean(finals["seed"])
-        lines.append(f"| {name} | {cells[0]} | {cells[1]} | {gain:+.2f} pts |")
+def results_table(records: list[dict], kind: str, loader: str | None = "device") -> str:
+    """Final-epoch test accuracy per run and recipe (mean ± sd over seeds), current recipes only."""
+    lines = ["| run | seed recipe | tuned recipe | tuned: first epoch at >= 85 % (S9) |", "|---|---|---|---|"]
+    for run in RUNS:
+        cells, first85 = [], ""
+        for name in recipes.RECIPES:
+            found = [r for r in records if run_name(r["config"]) == run and r["config"]["recipe"]["name"] == name
+                     and data_kind(r["config"]) == kind and current(r)
+                     and (loader is None or r["config"]["loader"] == loader)]
+            cells.append(_cell([r["history"][-1]["test_acc"] for r in found]))
+            if name == "tuned" and run == "s9" and found:
+                epochs = [next((h["epoch"] for h in r["history"] if h["test_acc"] >= 85), None) for r in found]
+                first85 = ", ".join("never" if e is None else str(e) for e in epochs)
+        lines.append(f"| {run} | {cells[0]} | {cells[1]} | {first85} |")
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    """Train (or resume) every run, print the table; return {run: {recipe: [history per seed]}}."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--runs", nargs="+", choices=list(RUNS), default=list(RUNS))
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--seeds", type=int, nargs="+", default=[1], help="one run per seed and recipe (default 1)")
-    p.add_argument("--data-root", default=None)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--plot-dir", default=None, help="write recipes_<run>.png there: curves of both recipes, first seed")
-    args = p.parse_args(argv)
-    results = {name: {recipe: [train_run(name, recipe, args.epochs, seed, args.data_root, args.device)
-                               for seed in args.seeds] for recipe in RECIPES} for name in args.runs}
+def provenance(records: list[dict], kind: str) -> str:
+    found = [r for r in records if data_kind(r["config"]) == kind and current(r)]
+    hardware = sorted({r["hardware"] for r in found})
+    torch_versions = sorted({r["torch"] for r in found})
+    dates = sorted({r["date"] for r in found})
+    return (f"{len(found)} runs; hardware: {', '.join(hardware)}; torch {', '.join(torch_versions)}; "
+            f"dates {', '.join(dates)}; files doc/results/{kind}-*.json")
 
-    device = train.get_device(args.device)
-    hardware = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()})"
-    seeds = ", ".join(map(str, args.seeds))
-    print(f"\nfinal test accuracy after {args.epochs} epochs, {'mean ± sd over ' if len(args.seeds) > 1 else ''}"
-          f"seed{'s' if len(args.seeds) > 1 else ''} {seeds}; data {args.data_root or 'CIFAR10_ROOT / ./data'}; "
-          f"{hardware}; torch {torch.__version__}\n")
-    print(format_table(results))
-    if args.plot_dir:
-        for name, by_recipe in results.items():
-            path = Path(args.plot_dir) / f"recipes_{name}.png"
-            fig = plots.plot_history({f"{recipe} recipe": by_recipe[recipe][0] for recipe in RECIPES},
-                                     title=f"{name}: seed vs tuned recipe, seed {args.seeds[0]}", save=str(path))
-            plt.close(fig)
-            print(f"wrote {path}")
-    return results
+
+def tuning_table(records: list[dict]) -> str:
+    """Every validation run: the recipe fields that differ from the current tuned recipe, final val accuracy."""
+    lines = ["| run | settings (vs. the tuned recipe now) | final validation accuracy |", "|---|---|---|"]
+    for r in records:
+        c = r["config"]
+        if data_kind(c) != "validation":
+            continue
+        now = recipes.get_recipe(c["session"], "tuned", c["norm"] or "bn").as_dict()
+        diff = ", ".join(f"{k}={v}" for k, v in c["recipe"].items() if now.get(k) != v) or "as the tuned recipe"
+        lines.append(f"| {run_name(c)} | {diff} | {r['history'][-1]['test_acc']:.2f} % |")
+    return "\n".join(lines)
+
+
+def speed_table(path: Path = RESULTS / "gpu_speed.json") -> str:
+    if not path.is_file():
+        return "not measured"
+    speed = json.loads(path.read_text())
+    lines = [f"{speed['hardware']}, torch {speed['torch']}, {speed['date']}; full CIFAR-10 (JPEG copy), tuned "
+             f"recipes, one run alone on the GPU, median of {speed['epochs_timed']} epochs after a warm-up epoch, "
+             f"CUDA-event timing:", "",
+             "| session | loader | batch | train s/epoch | eval s (flip TTA) | epoch s | train images/s |",
+             "|---|---|---|---|---|---|---|"]
+    for r in speed["rows"]:
+        lines.append(f"| {r['session']} | {r['loader']}{' (' + str(r['workers']) + ' workers)' if r['workers'] else ''}"
+                     f" | {r['batch_size']} | {r['train_s']:.2f} | {r['eval_s']:.2f} | {r['epoch_s']:.2f} | "
+                     f"{r['train_images_per_s']:,} |")
+    if speed.get("cli_s9_seconds"):
+        lines += ["", f"`python -m helpers.run s9 --recipe tuned --loader device`, 20 epochs, alone: "
+                      f"{speed['cli_s9_seconds']:.1f} s from process start to figures written."]
+    return "\n".join(lines)
+
+
+def recipe_table() -> str:
+    """Every field of the seed and tuned recipes as helpers.recipes holds them now."""
+    cols = [("s8", "seed", "bn"), ("s8", "tuned", "bn"), ("s8", "tuned", "ln"), ("s8", "tuned", "gn"),
+            ("s9", "seed", "bn"), ("s9", "tuned", "bn")]
+    table = [recipes.get_recipe(s, n, norm).as_dict() for s, n, norm in cols]
+    head = ["S8 seed", "S8 tuned BN", "S8 tuned LN", "S8 tuned GN", "S9 seed", "S9 tuned"]
+    lines = ["| field | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
+    for field in recipes.field_names():
+        lines.append(f"| {field} | " + " | ".join(str(t[field]) for t in table) + " |")
+    return "\n".join(lines)
+
+
+def replace_block(text: str, name: str, body: str) -> str:
+    pattern = re.compile(rf"(<!-- results:{name} -->\n).*?(<!-- /results:{name} -->)", re.S)
+    if not pattern.search(text):
+        raise ValueError(f"README.md has no <!-- results:{name} --> ... <!-- /results:{name} --> markers")
+    return pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text)
+
+
+def report(readme: Path = ROOT / "README.md", dest: Path = RESULTS) -> str:
+    """Rewrite the README's generated blocks from doc/results/; return the new text."""
+    records = load(dest)
+    text = readme.read_text()
+    text = replace_block(text, "recipes", recipe_table())
+    text = replace_block(text, "full", provenance(records, "full") + "\n\n" + results_table(records, "full"))
+    text = replace_block(text, "sample", provenance(records, "sample") + "\n\n" +
+                         results_table(records, "sample", loader=None))
+    text = replace_block(text, "tuning", tuning_table(records))
+    text = replace_block(text, "speed", speed_table(dest / "gpu_speed.json"))
+    readme.write_text(text)
+    return text
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("collect", help="copy run.json files to doc/results/")
+    c.add_argument("folders", nargs="+")
+    sub.add_parser("report", help="rewrite the README's result tables from doc/results/")
+    args = p.parse_args(argv)
+    if args.command == "collect":
+        for path in collect([Path(f) for f in args.folders]):
+            print(f"wrote {path.relative_to(ROOT)}")
+    else:
+        report()
+        print("README.md result tables rewritten from doc/results/")
 
 
 if __name__ == "__main__":

@@ -110,7 +110,7 @@ def choose_s9_seed(runs: list[dict], epochs: int = 20) -> dict | None:
             h = found[0]["history"][:20]
             gap = statistics.fmean(abs(e["test_acc"] - p) for e, p in zip(h, S9_PUBLISHED_TEST_ACC))
             gap_train = statistics.fmean(abs(e["train_acc"] - p) for e, p in zip(h, S9_PUBLISHED_TRAIN_ACC))
-            scores.append({"reading": reading, "test_gap": gap, "train_gap": gap_train, "path": found[0]["path"]})
+            scores.append({"reading": reading, "test_gap": gap, "train_gap": gap_train, "path": found[0].get("path")})
     return min(scores, key=lambda s: s["test_gap"]) | {"all": scores} if scores else None
 
 

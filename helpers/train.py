@@ -313,13 +313,13 @@ def fit(model: nn.Module, train_loader: Iterable, test_loader: Iterable, optimiz
         raise ValueError("resume=True needs the out_dir that holds the checkpoint")
 
     per_batch = steps_per_batch(scheduler)
-    epoch = len(history) + 1
+    epoch = first_epoch = len(history) + 1
     try:
         for epoch in range(len(history) + 1, epochs + 1):
             _set_epoch(train_loader, epoch)
             lr = optimizer.param_groups[0]["lr"]
             start = time.perf_counter()
-            first = epoch == len(history) + 1 and verbose
+            first = epoch == first_epoch and verbose
             train_loss, train_acc = train_one_epoch(model, train_loader, optimizer, device, epoch,
                                                     scheduler if per_batch else None, label_smoothing,
                                                     ema, amp, progress,

@@ -1,64 +1,97 @@
-"""The benchmark scripts' own logic (their training runs take hours and are not tests)."""
+"""The benchmark scripts' own logic (their training runs take minutes to hours and are not tests)."""
 import json
-import pickle
 
 import pytest
 
+from benchmarks import gpu_speed, select_recipes, tune
 from benchmarks import recipes as recipes_benchmark
-from benchmarks import tune
-from helpers import data
+from helpers import recipes, run
 
 
-def _history(accs):
-    return [{"epoch": i + 1, "test_acc": a} for i, a in enumerate(accs)]
+def _record(session, norm, recipe, seed, accs, kind="CIFAR-10: 50000 train / 10000 test images", loader="device"):
+    r = recipes.get_recipe(session, recipe, norm or "bn")
+    history = [{"epoch": i + 1, "test_acc": a, "train_acc": a} for i, a in enumerate(accs)]
+    return {"config": {"session": session, "norm": norm, "recipe": r.as_dict(), "seed": seed, "loader": loader,
+                       "data": kind}, "history": history, "epochs": len(accs), "final_test_acc": accs[-1],
+            "hardware": "GPU X", "torch": "2.x", "date": "2026-11-27"}
 
 
-def test_recipe_table_reports_final_best_and_mean_gain():
-    one_seed = {"s9": {"seed": [_history([40.0, 56.0, 55.5])], "tuned": [_history([50.0, 62.0, 64.25])]}}
-    table = recipes_benchmark.format_table(one_seed).splitlines()
-    assert table[0] == "| run | seed recipe | tuned recipe | gain |"
-    assert table[2] == "| s9 | 55.50% (best 56.00% @ 2) | 64.25% (best 64.25% @ 3) | +8.75 pts |"
-    seeds = {"s8-bn": {"seed": [_history([50.0]), _history([54.0])], "tuned": [_history([60.0]), _history([62.0])]}}
-    assert recipes_benchmark.format_table(seeds).splitlines()[2] == \
-        "| s8-bn | 52.00% ± 2.83 | 61.00% ± 1.41 | +9.00 pts |"
+def test_results_table_leads_with_final_accuracy_over_seeds_and_skips_other_recipes():
+    records = [_record("s9", None, "tuned", 1, [80.0, 86.0, 85.0]), _record("s9", None, "tuned", 2, [84.0, 87.0]),
+               _record("s9", None, "seed", 1, [70.0, 81.0])]
+    stale = _record("s9", None, "tuned", 3, [10.0, 99.0])
+    stale["config"]["recipe"]["lr"] = 123.0  # made with another recipe: not counted
+    table = recipes_benchmark.results_table(records + [stale], "full").splitlines()
+    assert table[-1] == "| s9 | 81.00 % (1 seed) | 86.00 % ± 1.41 (2 seeds) | 2, 2 |"
+    assert table[2].startswith("| s8-bn | not run | not run |")
+
+
+def test_report_rewrites_only_the_marked_blocks(tmp_path):
+    dest = tmp_path / "results"
+    run_dir = tmp_path / "runs" / "a"
+    run_dir.mkdir(parents=True)
+    (run_dir / "run.json").write_text(json.dumps(_record("s8", "bn", "tuned", 1, [60.0, 70.5])))
+    assert [p.name for p in recipes_benchmark.collect([tmp_path / "runs"], dest)] == \
+        ["full-s8-bn-tuned-device-seed1-e2.json"]
+    readme = tmp_path / "README.md"
+    blocks = "".join(f"<!-- results:{b} -->\nold\n<!-- /results:{b} -->\n"
+                     for b in ("recipes", "full", "sample", "tuning", "speed"))
+    readme.write_text("intro\n" + blocks + "outro\n")
+    text = recipes_benchmark.report(readme, dest)
+    assert text.startswith("intro\n") and text.endswith("outro\n") and "\nold\n" not in text
+    assert "| s8-bn | not run | 70.50 % (1 seed) |" in text and "| momentum |" in text
+    readme.write_text("no markers")
+    with pytest.raises(ValueError, match="markers"):
+        recipes_benchmark.report(readme, dest)
+
+
+def test_selection_rules(tmp_path):
+    runs = []
+    val = "CIFAR-10: 45000 train / 5000 validation (last 10 % of train) images"
+    for overrides, acc in (({}, 80.0), ({"lr": 0.4}, 82.0), ({"lr": 0.1}, 79.0)):
+        r = _record("s9", None, "tuned", 1, [acc] * 20, kind=val)
+        r["config"]["recipe"] = recipes.get_recipe("s9", "tuned", **overrides).as_dict()
+        runs.append(r)
+    assert select_recipes.choose_tuned(runs)["s9"]["overrides"] == {"lr": 0.4}  # the best final validation score
+    for reading, shift in (({"lr": 0.01}, 0.5), ({"lr": 0.1}, -6.0)):
+        r = _record("s9", None, "seed", 1, [a + shift for a in select_recipes.S9_PUBLISHED_TEST_ACC])
+        r["config"]["recipe"] = recipes.get_recipe("s9", "seed", **reading).as_dict()
+        runs.append(r)
+    chosen = select_recipes.choose_s9_seed(runs)
+    assert chosen["reading"] == {"lr": 0.01} and chosen["test_gap"] == pytest.approx(0.5)
+    path = tmp_path / "recipes.py"
+    path.write_text(open(recipes.__file__).read())
+    text = select_recipes.rewrite_recipes(path, {"s9": {"overrides": {"lr": 0.4}}}, None, chosen)
+    assert '"s9": dict(lr=0.4,' in text and "# END TUNED" in text
 
 
 def test_settings_parse_to_recipe_values():
     assert tune.parse_settings(["lr=0.02", "tta=false", "ema_decay=none", "augment=s9-light", "dropout=0"]) == \
         {"lr": 0.02, "tta": False, "ema_decay": None, "augment": "s9-light", "dropout": 0}
-    with pytest.raises(ValueError, match="key=value"):
+    with pytest.raises(ValueError, match="field=value"):
         tune.parse_settings(["lr"])
 
 
-def test_validation_split_holds_out_exactly_the_last_batch_file(tmp_path):
-    folder = data.write_synthetic_cifar(tmp_path, n_train=300, n_test=20, seed=0, train_batches=3)
-    last = data.safe_unpickle(folder / "data_batch_3")
-    with open(folder / "data_batch_3", "wb") as f:  # a shorter last file, as in a course subset
-        pickle.dump({**last, "data": last["data"][:40], "labels": last["labels"][:40]}, f, protocol=2)
-    full = data.load_cifar10(tmp_path, train=True, download=False)
-    assert tune.last_batch_size(str(tmp_path)) == (3, 40)
-    train_split, val_split = tune.split_train_val(full, *tune.last_batch_size(str(tmp_path)))
-    assert (len(train_split), len(val_split)) == (200, 40)
-    assert (val_split.images.reshape(40, -1) == last["data"][:40].reshape(40, 3, 32, 32)
-            .transpose(0, 2, 3, 1).reshape(40, -1)).all()
-    with pytest.raises(ValueError, match="two training batch"):
-        tune.split_train_val(full, 1, 40)
+def test_validation_split_holds_out_the_last_tenth():
+    from helpers import data
+    import numpy as np
+    split = data.CifarSplit(np.zeros((50, 32, 32, 3), np.uint8), np.arange(50) % 10, list(data.CLASS_NAMES))
+    train_split, val_split = run.split_validation(split)
+    assert (len(train_split), len(val_split)) == (45, 5) and list(val_split.labels) == [5, 6, 7, 8, 9]
 
 
-def test_settings_change_the_recipe_and_none_means_none():
-    recipe, augment = tune.tuned_recipe("s9", "tuned", "bn", {"lr": 0.05, "dropout": None, "augment": "pad-crop"})
-    assert (recipe.lr, recipe.dropout, augment) == (0.05, None, "pad-crop")  # tuned S9 has dropout 0.0
-    assert recipe.augment == "s9-light"  # an extra augmentation stays out of the recipe
-    recipe, augment = tune.tuned_recipe("s8", "tuned", "ln", {"augment": "s8"})
-    assert (recipe.lr, augment) == (0.02, "s8")  # the per-norm lr still applies
-    with pytest.raises(SystemExit):
-        tune.main(["s9", "--norm", "ln"])  # S9 has no norm choice
-
-
-def test_a_tuning_run_trains_on_the_split_and_logs_one_line(cifar_root, tmp_path):
+def test_a_tuning_run_goes_through_the_wiring_and_logs_one_line(cifar_root, tmp_path):
     log = tmp_path / "tuning.jsonl"
-    result = tune.main(["s8", "--epochs", "2", "--set", "augment=pad-crop", "batch_size=32",
-                        "--data-root", str(cifar_root), "--device", "cpu", "--log", str(log)])
-    assert (result["train_images"], result["val_images"]) == (512, 512)  # the fixture writes two batches
-    assert result["augment"] == "pad-crop" and result["val_acc"] > 40  # it learns; chance is 10 %
+    result = tune.main(["s8", "--epochs", "2", "--set", "batch_size=32", "--data-root", str(cifar_root),
+                        "--device", "cpu", "--log", str(log)])
+    assert "922 train / 102 validation" in result["data"]  # the fixture's 1,024 training images, last 10 % held out
+    assert result["val_acc"] > 40  # it learns; chance is 10 %
     assert json.loads(log.read_text()) == result
+
+
+def test_gpu_speed_runs_on_the_cpu_with_smoke_data(tmp_path):
+    rows = gpu_speed.main(["--smoke", "--epochs", "1", "--cases", "s8/device", "--device", "cpu",
+                           "--json", str(tmp_path / "speed.json")])
+    assert rows[0]["session"] == "s8" and rows[0]["train_s"] > 0 and rows[0]["train_images_per_s"] > 0
+    assert "| s8 | device |" in gpu_speed.format_table(rows)
+    assert json.loads((tmp_path / "speed.json").read_text())["rows"] == rows
