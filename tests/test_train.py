@@ -235,7 +235,7 @@ def test_bad_arguments_are_explained(splits):
 
 def test_history_records_each_epochs_wall_time_and_resume_without_checkpoint_says_so(splits, tmp_path, capsys):
     train.set_seed(0)
-    train_loader, test_loader = _loaders(splits, n_train=256)
+    train_loader, test_loader = _loaders(splits, batch_size=16, n_train=256)  # 16 batches: enough for an estimate
     model = models.S8("bn")
     optimizer = recipes.make_optimizer(model, recipes.get_recipe("s8", "seed"))
     history = train.fit(model, train_loader, test_loader, optimizer, None, 1, "cpu", out_dir=tmp_path / "new",
