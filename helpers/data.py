@@ -6,8 +6,10 @@ batches. This module
 * downloads it with torchvision's own download routine (URL and md5 from
   ``torchvision.datasets.CIFAR10``), or finds it under a data root;
 * reads the batches with a *restricted* unpickler, so a crafted file cannot run
-  code, and checks their structure (also for course subsets smaller than the
-  official files, which torchvision's md5 check rejects);
+  code, and checks their structure (also for course subsets and copies that are
+  not the official files, which torchvision's md5 check rejects); a file with an
+  official name and size is also checked against torchvision's md5, and a
+  mismatch is a warning, not an error;
 * writes small synthetic datasets in exactly the same layout, for tests;
 * builds the albumentations pipelines of Session 8 and Session 9 and the
   DataLoaders that feed them.
@@ -18,9 +20,13 @@ copied into an assignment on its own.
 
 from __future__ import annotations
 
+import codecs
+import hashlib
+import io
 import os
 import pickle
 import tarfile
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,10 +46,18 @@ TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_FILE = "test_batch"
 META_FILE = "batches.meta"
 ROW_BYTES = 32 * 32 * 3
+# Sizes in bytes of the files in the official cifar-10-python.tar.gz; their md5s are torchvision's.
+OFFICIAL_SIZES = {"data_batch_1": 31035704, "data_batch_2": 31035320, "data_batch_3": 31035999,
+                  "data_batch_4": 31035696, "data_batch_5": 31035623, "test_batch": 31035526,
+                  "batches.meta": 158}
 
 
 class CifarDataError(RuntimeError):
-    """The CIFAR-10 files are missing or malformed; the message says how to fix it."""
+    """The CIFAR-10 files are missing or malformed; the one-line message names the file and the fix."""
+
+
+class CifarDataWarning(UserWarning):
+    """A file has an official CIFAR-10 name and size but not the official md5 (probably damaged)."""
 
 
 # --------------------------------------------------------------------------- files
@@ -51,17 +65,40 @@ class _RefusedGlobal(pickle.UnpicklingError):
     """The file asked for a function or class that a CIFAR batch never needs."""
 
 
-class _BatchUnpickler(pickle.Unpickler):
-    """Unpickler that only rebuilds what a CIFAR batch holds: dicts, lists, str,
-    bytes, ints and numpy arrays. Any other global (os.system, eval, ...) is refused."""
+def _short(value: object, limit: int = 60) -> str:
+    """ascii() of a value read from a file, cut to ``limit`` characters: safe in a message."""
+    text = ascii(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
-    _reconstruct = np.zeros(1).__reduce__()[0]  # numpy's array rebuilder, whatever numpy version
+
+_RECONSTRUCT = np.zeros(1).__reduce__()[0]  # numpy's array rebuilder, whatever numpy version
+
+
+class _Opcodes(dict):
+    """The unpickler's dispatch table; an unknown opcode byte is a corrupt file, not a KeyError."""
+
+    def __missing__(self, key: int):
+        raise pickle.UnpicklingError(f"invalid opcode {key:#04x}")
+
+
+class _BatchUnpickler(pickle._Unpickler):  # the pure-Python unpickler: see below
+    """Unpickler that only rebuilds what a CIFAR batch holds: dicts, lists, str, bytes,
+    ints and numpy arrays of numbers. Any other global (os.system, eval, ...) is refused,
+    and the allowed ones only run with the arguments numpy and Python themselves write
+    (so a damaged file cannot build, say, a uint8 dtype that claims to hold objects).
+
+    It is the pure-Python unpickler (about as fast here: a batch is a few large strings),
+    because a damaged file must not exhaust memory: the C unpickler grows its memo table
+    to whatever index a corrupt LONG_BINPUT names (one flipped bit asked for 16 GB); this
+    one keeps the memo in a dict, and every length it reads is bounded by the file.
+    """
+
     _ALLOWED = {
         ("numpy", "ndarray"): np.ndarray,
         ("numpy", "dtype"): np.dtype,
-        ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
-        ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
-        ("_codecs", "encode"): __import__("codecs").encode,  # how protocol 2 stores bytes
+        ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
+        ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
+        ("_codecs", "encode"): codecs.encode,  # how protocol 2 stores bytes
         ("__builtin__", "bytes"): bytes,
         ("builtins", "bytes"): bytes,
     }
@@ -69,22 +106,113 @@ class _BatchUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         try:
             return self._ALLOWED[(module, name)]
-        except KeyError:
+        except (KeyError, TypeError):
             raise _RefusedGlobal(
-                f"refusing to load '{module}.{name}': a CIFAR batch never contains it") from None
+                f"refusing to load {_short(f'{module}.{name}')}: a CIFAR batch never contains it") from None
+
+    @staticmethod
+    def _call(func, args):
+        """func(*args) for the calls a CIFAR batch makes; anything else is corrupt."""
+        if isinstance(args, tuple):
+            if func is np.dtype and len(args) == 3 and isinstance(args[0], str) \
+                    and all(type(a) in (bool, int) and a in (0, 1) for a in args[1:]):
+                dtype = np.dtype(args[0])  # ('u1', False, True); Python 2 wrote ('u1', 0, 1)
+                if dtype.kind in "biuf" and dtype.names is None and dtype.subdtype is None:
+                    return dtype
+            if func is _RECONSTRUCT and len(args) == 3 and args[0] is np.ndarray and args[1] == (0,) \
+                    and isinstance(args[2], (bytes, str)):
+                return func(*args)
+            if func is codecs.encode and len(args) == 2 and isinstance(args[0], str) \
+                    and args[1] in ("latin1", "latin-1"):
+                return func(*args)
+            if func is bytes and args == ():
+                return b""
+        raise pickle.UnpicklingError(f"unexpected call {getattr(func, '__name__', '?')}{_short(args)}")
+
+    @staticmethod
+    def _build(inst, state) -> None:
+        """inst.__setstate__(state) for the numpy states a CIFAR batch holds."""
+        if isinstance(inst, np.dtype) and isinstance(state, tuple) and len(state) in (8, 9) \
+                and state[0] in (3, 4) and state[1] in ("<", ">", "|", "=") \
+                and state[2:5] == (None, None, None) and state[5:8] == (-1, -1, 0) and state[8:] in ((), (None,)):
+            inst.__setstate__(state)
+            return
+        if isinstance(inst, np.ndarray) and isinstance(state, tuple) and len(state) == 5 and state[0] == 1 \
+                and isinstance(state[1], tuple) and all(type(d) is int and d >= 0 for d in state[1]) \
+                and isinstance(state[2], np.dtype) and not state[2].hasobject and state[3] is False \
+                and isinstance(state[4], (bytes, str)):
+            inst.__setstate__(state)  # numpy checks that the bytes fill the shape exactly
+            return
+        raise pickle.UnpicklingError(f"unexpected state {_short(state)} for a {type(inst).__name__}")
+
+    def _load_reduce(self) -> None:
+        args = self.stack.pop()
+        self.stack[-1] = self._call(self.stack[-1], args)
+
+    def _load_build(self) -> None:
+        state = self.stack.pop()
+        self._build(self.stack[-1], state)
+
+    def _refuse(self) -> None:
+        raise pickle.UnpicklingError("an opcode that a CIFAR batch never contains")
+
+    dispatch = _Opcodes(pickle._Unpickler.dispatch)
+    dispatch[pickle.REDUCE[0]] = _load_reduce
+    dispatch[pickle.BUILD[0]] = _load_build
+    for _op in (pickle.INST, pickle.OBJ, pickle.NEWOBJ, pickle.NEWOBJ_EX,  # class instances
+                pickle.BYTEARRAY8, pickle.NEXT_BUFFER, pickle.READONLY_BUFFER):  # allocate before reading
+        dispatch[_op[0]] = _refuse
+    del _op
+
+
+def _one_line(error: BaseException, limit: int = 160) -> str:
+    """``Type: message`` of an exception on one line, shortened: for error messages."""
+    text = " ".join(f"{type(error).__name__}: {error}".split()).rstrip(":")
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _check_official_md5(path: Path, blob: bytes) -> None:
+    """Warn (one line) when a file has an official name and size but another md5.
+
+    The pickle structure is checked on every load, but a flipped bit inside the pixel
+    bytes (or a label changed to another valid label) leaves a well-formed batch that
+    only a checksum can catch. Only the official files have a known checksum: course
+    subsets and re-encoded copies (e.g. from JPEG) differ in size and are not checked.
+    """
+    if OFFICIAL_SIZES.get(path.name) != len(blob):
+        return
+    from torchvision.datasets import CIFAR10
+
+    official = dict(CIFAR10.train_list + CIFAR10.test_list + [[CIFAR10.meta["filename"], CIFAR10.meta["md5"]]])
+    if path.name not in official:
+        return
+    md5 = hashlib.md5(blob, usedforsecurity=False).hexdigest()
+    if md5 != official[path.name]:
+        warnings.warn(f"{path} has the size of the official file but md5 {md5}, not {official[path.name]}: "
+                      f"it is probably damaged; download or copy CIFAR-10 again", CifarDataWarning, stacklevel=3)
 
 
 def safe_unpickle(path: str | os.PathLike) -> dict:
-    """Load one CIFAR batch file without executing code; keys come back as str."""
+    """Load one CIFAR batch file without executing code; keys come back as str.
+
+    Raises CifarDataError, with a one-line message naming ``path``, for an unreadable,
+    truncated, corrupt or crafted file; only numpy arrays, dicts, lists, str, bytes and
+    ints can be rebuilt, so nothing in the file is ever executed.
+    """
     path = Path(path)
     try:
-        with open(path, "rb") as f:
-            obj = _BatchUnpickler(f, encoding="latin1").load()
+        blob = path.read_bytes()
+    except OSError as e:
+        raise CifarDataError(f"{path} cannot be read ({_one_line(e)}).") from None
+    _check_official_md5(path, blob)
+    try:
+        # from memory: a corrupt length field can only run into the end of the bytes
+        obj = _BatchUnpickler(io.BytesIO(blob), encoding="latin1").load()
     except _RefusedGlobal as e:
         raise CifarDataError(f"{path} is not a safe CIFAR batch ({e}). "
                              f"Replace it with the original file.") from None
-    except Exception as e:  # truncated or corrupt: EOFError, ValueError, ...
-        raise CifarDataError(f"{path} is truncated or corrupt ({type(e).__name__}: {e}). "
+    except Exception as e:  # truncated or corrupt: EOFError, UnpicklingError, ValueError, MemoryError...
+        raise CifarDataError(f"{path} is truncated or corrupt ({_one_line(e)}). "
                              f"Delete it and download or copy CIFAR-10 again.") from None
     if not isinstance(obj, dict):
         raise CifarDataError(f"{path} holds a {type(obj).__name__}, expected a dict of a CIFAR batch.")
@@ -104,13 +232,20 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if data.shape[1] != ROW_BYTES:
         raise CifarDataError(f"{path}: each image row must hold {ROW_BYTES} bytes (32x32x3), "
                              f"got {data.shape[1]}.")
-    labels = np.asarray(labels)
+    try:
+        labels = np.asarray(labels)
+    except Exception as e:  # e.g. a ragged nested list
+        raise CifarDataError(f"{path}: 'labels' is not a list of integers ({_one_line(e)}).") from None
     if labels.ndim != 1 or len(labels) != len(data):
         raise CifarDataError(f"{path}: {len(data)} images but {labels.size} labels.")
     if len(data) == 0:
         raise CifarDataError(f"{path} holds no images.")
-    if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or labels.max() > 9:
-        raise CifarDataError(f"{path}: labels must be integers 0-9, found {labels.min()}..{labels.max()}.")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise CifarDataError(f"{path}: labels must be integers 0-9, found {labels.dtype} values.")
+    if labels.min() < 0 or labels.max() > 9:
+        bad = int(np.flatnonzero((labels < 0) | (labels > 9))[0])
+        raise CifarDataError(f"{path}: labels must be integers 0-9, found {labels.min()}..{labels.max()} "
+                             f"(first bad one: image {bad}, label {labels[bad]}).")
     images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)  # CHW rows -> HWC images
     return np.ascontiguousarray(images), labels.astype(np.int64)
 
@@ -121,7 +256,7 @@ def _read_meta(path: Path) -> list[str]:
     names = safe_unpickle(path).get("label_names")
     if not isinstance(names, list) or len(names) != 10:
         raise CifarDataError(f"{path}: 'label_names' must list 10 class names.")
-    return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+    return [n.decode("latin1") if isinstance(n, bytes) else str(n) for n in names]
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
@@ -271,13 +406,14 @@ def eval_transforms(mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] =
     return A.Compose([A.Normalize(mean=mean, std=std, max_pixel_value=255.0), ToTensorV2()], strict=True)
 
 
-def s8_train_transforms(mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD):
+def s8_train_transforms(mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD,
+                        p_flip: float = 0.1, p_rotate: float = 0.1):
     """Session 8: horizontal flip (p=0.1) and rotation within +-10 degrees (p=0.1), black fill
     as torchvision's RandomRotation."""
     A, ToTensorV2 = _albumentations()
     return A.Compose([
-        A.HorizontalFlip(p=0.1),
-        A.Rotate(limit=10, border_mode=0, fill=0, p=0.1),  # 0 = cv2.BORDER_CONSTANT
+        A.HorizontalFlip(p=p_flip),
+        A.Rotate(limit=10, border_mode=0, fill=0, p=p_rotate),  # 0 = cv2.BORDER_CONSTANT
         A.Normalize(mean=mean, std=std, max_pixel_value=255.0),
         ToTensorV2(),
     ], strict=True)
@@ -344,6 +480,16 @@ def denormalize(x: torch.Tensor, mean: Sequence[float] = CIFAR10_MEAN,
     return (x * s + m).clamp(0, 1)
 
 
+def s8_preview_transforms(mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD) -> dict:
+    """Each Session 8 augmentation alone (always applied) and the training pipeline as used
+    (p=0.1 each, so most training images pass unchanged)."""
+    return {
+        "HorizontalFlip": s8_train_transforms(mean, std, p_flip=1.0, p_rotate=0.0),
+        "Rotate ±10° (black fill)": s8_train_transforms(mean, std, p_flip=0.0, p_rotate=1.0),
+        "training pipeline": s8_train_transforms(mean, std),
+    }
+
+
 def s9_preview_transforms(mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD) -> dict:
     """Each Session 9 augmentation alone (always applied) and the training pipeline as used."""
     return {
@@ -367,12 +513,23 @@ def augment_examples(image: np.ndarray, transform, n: int = 8, seed: int = 0,
 
 
 # --------------------------------------------------------------------------- datasets and loaders
+# The epoch contract. The augmentation of sample i in epoch e depends only on (seed, e, i):
+# not on the worker count, the worker that draws it, or what ran before. In a DataLoader the
+# epoch travels *with each index*: EpochSampler (it runs in the main process) yields (epoch, i)
+# pairs and AugmentedCifar seeds the transform from the pair it receives. Persistent workers
+# hold copies of the dataset made when they started, so a set_epoch() on the main process's
+# dataset never reaches them; an epoch read from those copies would repeat epoch 0 forever.
 class AugmentedCifar(Dataset):
     """Feeds HWC uint8 images through an albumentations pipeline.
 
     The augmentation of sample ``i`` in epoch ``e`` depends only on (seed, e, i), never on
-    worker count or on what ran before, so runs are reproducible and resumable. Call
-    ``set_epoch(e)`` before each epoch (``helpers.train.fit`` does).
+    worker count or on what ran before, so runs are reproducible and resumable.
+
+    ``ds[i]`` uses the epoch of the last ``ds.set_epoch(e)``; ``ds[(e, i)]`` uses ``e``. The
+    loaders of :func:`make_loader` pass (epoch, i) pairs from their :class:`EpochSampler`, so
+    in a loader the sampler's epoch decides the augmentation: call
+    ``loader.sampler.set_epoch(e)`` before each epoch (``helpers.train.fit`` does, and sets
+    the dataset's epoch too).
     """
 
     def __init__(self, split: CifarSplit, transform, seed: int = 0):
@@ -380,52 +537,87 @@ class AugmentedCifar(Dataset):
         self.transform, self.seed, self.epoch = transform, seed, 0
 
     def set_epoch(self, epoch: int) -> None:
+        """The epoch used by plain integer indexing (``ds[i]``)."""
         self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, i: int):
-        self.transform.set_random_seed((self.seed * 1_000_003 + self.epoch) * 1_000_003 + int(i))
+    def __getitem__(self, index: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+        epoch, i = index if isinstance(index, tuple) else (self.epoch, index)
+        self.transform.set_random_seed((self.seed * 1_000_003 + int(epoch)) * 1_000_003 + int(i))
         image = self.transform(image=self.images[i])["image"]
         return image, int(self.labels[i])
 
 
 def default_workers() -> int:
-    """Data-loading workers for this machine: one per core, at most 4, none on a 1-core box."""
+    """Data-loading workers for this machine: every core but one (the main process feeds the
+    model), at most 8, none on a 1-core machine."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return 0 if cores < 2 else min(4, cores)
+    return max(0, min(8, cores - 1))
 
 
-class EpochSampler(Sampler[int]):
+class EpochSampler(Sampler):
     """Shuffles with a permutation that depends only on (seed, epoch), like DistributedSampler,
-    so an interrupted run resumed at epoch e sees exactly the order it would have seen."""
+    so an interrupted run resumed at epoch e sees exactly the order it would have seen.
 
-    def __init__(self, n: int, seed: int = 0, shuffle: bool = True):
-        self.n, self.seed, self.shuffle, self.epoch = n, seed, shuffle, 0
+    With ``with_epoch=True`` it yields ``(epoch, index)`` pairs instead of indices, for a
+    dataset (AugmentedCifar) that seeds its augmentation from them: the epoch then reaches
+    DataLoader workers, persistent ones included, with every index.
+    """
+
+    def __init__(self, n: int, seed: int = 0, shuffle: bool = True, with_epoch: bool = False):
+        self.n, self.seed, self.shuffle, self.with_epoch, self.epoch = n, seed, shuffle, with_epoch, 0
 
     def set_epoch(self, epoch: int) -> None:
+        """The epoch of the next iteration: its order and, with ``with_epoch``, its augmentation."""
         self.epoch = epoch
 
     def __len__(self) -> int:
         return self.n
 
     def __iter__(self):
-        if not self.shuffle:
-            return iter(range(self.n))
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return iter(torch.randperm(self.n, generator=g).tolist())
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            order = torch.randperm(self.n, generator=g).tolist()
+        else:
+            order = range(self.n)
+        if not self.with_epoch:
+            return iter(order)
+        epoch = self.epoch  # fixed when the epoch starts
+        return ((epoch, i) for i in order)
 
 
 def make_loader(dataset: Dataset, batch_size: int = 128, train: bool = True, seed: int = 0,
-                num_workers: int | None = None, pin_memory: bool | None = None) -> DataLoader:
-    """A DataLoader with a per-epoch seeded shuffle (train) and a worker count for the machine."""
-    if not isinstance(batch_size, int) or batch_size < 1:
+                num_workers: int | None = None, pin_memory: bool | None = None, *,
+                drop_last: bool = False, prefetch_factor: int = 4) -> DataLoader:
+    """A DataLoader with a per-epoch seeded shuffle (train) and a worker count for the machine.
+
+    * ``num_workers``: None picks :func:`default_workers`; 0 loads in the main process.
+    * Workers are persistent (started once, not every epoch) and each keeps
+      ``prefetch_factor`` batches ready; ``pin_memory`` (default: when CUDA is available)
+      lets ``x.to("cuda", non_blocking=True)`` overlap the copy with compute.
+    * Epochs: call ``loader.sampler.set_epoch(e)`` before each epoch (``helpers.train.fit``
+      does). For an AugmentedCifar the sampler passes (epoch, index) pairs, so sample i of
+      epoch e is augmented the same way whatever the worker count and however the loader
+      was made. Another dataset gets plain indices; if it has its own ``set_epoch``, its
+      workers are restarted every epoch so that they see it.
+    """
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if num_workers is not None and (not isinstance(num_workers, int) or isinstance(num_workers, bool)
+                                    or num_workers < 0):
+        raise ValueError(f"num_workers must be 0 (load in the main process) or a positive number of "
+                         f"worker processes, got {num_workers!r}")
     if len(dataset) == 0:
         raise ValueError("the dataset is empty; check the data folder")
     workers = default_workers() if num_workers is None else num_workers
-    return DataLoader(dataset, batch_size=batch_size, sampler=EpochSampler(len(dataset), seed, train),
-                      num_workers=workers, persistent_workers=False,
+    with_epoch = isinstance(dataset, AugmentedCifar)
+    # A dataset that reads its epoch from its own attribute needs fresh workers every epoch.
+    persistent = workers > 0 and (with_epoch or not hasattr(dataset, "set_epoch"))
+    return DataLoader(dataset, batch_size=batch_size,
+                      sampler=EpochSampler(len(dataset), seed, train, with_epoch=with_epoch),
+                      num_workers=workers, persistent_workers=persistent, drop_last=drop_last,
+                      prefetch_factor=prefetch_factor if workers > 0 else None,
                       pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
                       generator=torch.Generator().manual_seed(seed))
