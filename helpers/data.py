@@ -6,13 +6,20 @@ batches. This module
 * downloads it with torchvision's own download routine (URL and md5 from
   ``torchvision.datasets.CIFAR10``), or finds it under a data root;
 * reads the batches with a *restricted* unpickler, so a crafted file cannot run
-  code, and checks their structure (also for course subsets and copies that are
-  not the official files, which torchvision's md5 check rejects); a file with an
-  official name and size is also checked against torchvision's md5, and a
-  mismatch is a warning, not an error;
+  code, and checks their structure, also for course subsets and copies that are
+  not the official files (torchvision's md5 check rejects those);
 * writes small synthetic datasets in exactly the same layout, for tests;
 * builds the albumentations pipelines of Session 8 and Session 9 and the
   DataLoaders that feed them.
+
+Damaged files. A truncated file, a crafted one, labels outside 0-9 and a flipped
+bit that breaks the pickle structure (an opcode, a length, a key, the dtype, the
+shape) raise CifarDataError with one line that names the file. A flipped bit
+inside the pixel bytes, the file names, or one that turns a label into another
+valid label leaves a well-formed batch: only a checksum sees it, and only the
+official files have one. A file with an official name and size is therefore
+checked against torchvision's md5 and a mismatch is a CifarDataWarning; subsets
+and re-encoded copies (e.g. the course's JPEG copy) differ in size and are not.
 
 Only numpy, torch, torchvision and albumentations are needed: the module can be
 copied into an assignment on its own.
@@ -25,6 +32,7 @@ import hashlib
 import io
 import os
 import pickle
+import random
 import tarfile
 import warnings
 import zlib
@@ -501,12 +509,22 @@ def s9_preview_transforms(mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[fl
     }
 
 
+def seed_transform(transform, seed: int) -> None:
+    """Make the next call of an albumentations pipeline depend only on ``seed``.
+
+    All its transforms share one generator pair and draw from it in turn, so they are
+    applied independently. (``transform.set_random_seed(seed)`` gives every transform the
+    same stream: transforms with equal p would then be applied all together or not at all.)
+    """
+    transform.set_random_state(np.random.default_rng(seed), random.Random(seed))
+
+
 def augment_examples(image: np.ndarray, transform, n: int = 8, seed: int = 0,
                      mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD) -> list[np.ndarray]:
     """``n`` augmented copies of one HWC uint8 image, turned back into HWC uint8 for display."""
     out = []
     for i in range(n):
-        transform.set_random_seed(seed + i)
+        seed_transform(transform, seed + i)
         x = denormalize(transform(image=image)["image"], mean, std)
         out.append((x.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
     return out
@@ -545,7 +563,7 @@ class AugmentedCifar(Dataset):
 
     def __getitem__(self, index: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
         epoch, i = index if isinstance(index, tuple) else (self.epoch, index)
-        self.transform.set_random_seed((self.seed * 1_000_003 + int(epoch)) * 1_000_003 + int(i))
+        seed_transform(self.transform, (self.seed * 1_000_003 + int(epoch)) * 1_000_003 + int(i))
         image = self.transform(image=self.images[i])["image"]
         return image, int(self.labels[i])
 
