@@ -186,6 +186,39 @@ def test_augment_examples_are_images_and_seeded(splits):
     assert set(data.s9_preview_transforms()) >= {"HorizontalFlip", "CoarseDropout 16x16"}
 
 
+def test_s8_preview_applies_each_transform_for_certain():
+    previews = data.s8_preview_transforms()
+    assert list(previews) == ["HorizontalFlip", "Rotate ±10° (black fill)", "training pipeline"]
+    flip, rotate, trained = (_by_name(previews[k]) for k in previews)
+    assert (flip["HorizontalFlip"].p, flip["Rotate"].p) == (1.0, 0.0)
+    assert (rotate["HorizontalFlip"].p, rotate["Rotate"].p) == (0.0, 1.0)
+    assert (trained["HorizontalFlip"].p, trained["Rotate"].p) == (0.1, 0.1)
+    for r in (rotate["Rotate"], trained["Rotate"]):  # the same rotation as in training
+        assert tuple(r.limit) == (-10, 10) and r.border_mode == 0 and r.fill == 0
+    image = np.full((32, 32, 3), 200, np.uint8)
+    image[:, :8] = 40                                 # not mirror-symmetric
+    mirrored = data.augment_examples(image, previews["HorizontalFlip"], n=3)
+    assert all((m == image[:, ::-1]).all() for m in mirrored)
+    rotated = data.augment_examples(image, previews["Rotate ±10° (black fill)"], n=6)
+    assert all((r != image).any() for r in rotated)
+    assert sum((r == 0).all(-1).any() for r in rotated) >= 4  # black corners (a tiny angle leaves none)
+
+
+def test_pipeline_draws_are_independent_across_transforms():
+    """seed_transform: flip and rotation (p=0.1 each) happen alone too, not only together."""
+    tf = data.s8_train_transforms()
+    image = (np.arange(32 * 32 * 3) % 251).astype(np.uint8).reshape(32, 32, 3)
+    plain = data.eval_transforms()(image=image)["image"]
+    mirrored = data.eval_transforms()(image=image[:, ::-1].copy())["image"]
+    outcomes = {"unchanged": 0, "flip only": 0, "rotated": 0}
+    for seed in range(400):
+        data.seed_transform(tf, seed)
+        x = tf(image=image)["image"]
+        outcomes["unchanged" if torch.equal(x, plain) else "flip only" if torch.equal(x, mirrored) else "rotated"] += 1
+    assert 0.75 < outcomes["unchanged"] / 400 < 0.87  # 0.9 * 0.9 = 0.81
+    assert outcomes["flip only"] >= 20                # 0.09 * 400 = 36; 0 if both shared one stream
+
+
 # ---------------------------------------------------------------- dataset and loaders
 def test_augmentation_depends_only_on_seed_epoch_and_index(splits):
     ds = data.AugmentedCifar(splits[0], data.s9_train_transforms(p_flip=1.0, p_affine=1.0, p_cutout=1.0), seed=5)
@@ -199,19 +232,105 @@ def test_augmentation_depends_only_on_seed_epoch_and_index(splits):
     assert not torch.equal(ds[10][0], first)
 
 
-def test_loader_order_is_per_epoch_and_workers_do_not_matter(splits):
-    ds = data.AugmentedCifar(splits[1], data.s9_train_transforms(), seed=1)
-    batches = []
-    for workers in (0, 2):
-        loader = data.make_loader(ds, 64, train=True, seed=1, num_workers=workers)
-        loader.sampler.set_epoch(2)
-        ds.set_epoch(2)
-        batches.append(next(iter(loader)))
-    torch.testing.assert_close(batches[0][0], batches[1][0])
-    assert torch.equal(batches[0][1], batches[1][1])
-    loader.sampler.set_epoch(3)
-    assert list(loader.sampler) != list(range(len(ds))) and len(list(loader.sampler)) == len(ds)
-    assert 0 <= data.default_workers() <= 4
+def _run_epoch(loader, epoch):
+    """One epoch as helpers.train.fit runs it (its _set_epoch: loader, sampler, dataset).
+
+    Returns the batches in order and the images re-sorted by dataset index."""
+    for part in (loader, loader.sampler, loader.dataset):
+        if hasattr(part, "set_epoch"):
+            part.set_epoch(epoch)
+    batches = [(x.clone(), y.clone()) for x, y in loader]
+    order = [i[1] if isinstance(i, tuple) else i for i in loader.sampler]
+    by_index = torch.empty_like(torch.cat([x for x, _ in batches]))
+    by_index[torch.tensor(order)] = torch.cat([x for x, _ in batches])
+    return batches, by_index
+
+
+def _fresh_fraction(a, b):
+    """Fraction of images whose augmentation differs between two epochs."""
+    return (a != b).flatten(1).any(1).float().mean().item()
+
+
+def _same_batches(a, b):
+    return len(a) == len(b) and all(torch.equal(xa, xb) and torch.equal(ya, yb) for (xa, ya), (xb, yb) in zip(a, b))
+
+
+def test_persistent_workers_augment_each_epoch_afresh_and_reproducibly(splits):
+    """The epoch contract with persistent workers: sample i of epoch e depends on (seed, e, i) only."""
+    transform = data.s9_train_transforms(p_flip=0.5, p_affine=1.0, p_cutout=1.0)
+
+    def loader(workers):
+        return data.make_loader(data.AugmentedCifar(splits[1], transform, seed=1), 64, train=True, seed=1,
+                                num_workers=workers)
+
+    first = loader(2)
+    assert first.num_workers == 2 and first.persistent_workers
+    batches1, images1 = _run_epoch(first, 1)
+    batches2, images2 = _run_epoch(first, 2)
+    assert _fresh_fraction(images1, images2) > 0.9            # epoch 2 is not epoch 1 again
+    assert _same_batches(_run_epoch(loader(2), 2)[0], batches2)  # a fresh loader (a resumed run)
+    assert _same_batches(_run_epoch(loader(0), 2)[0], batches2)  # and the worker count does not matter
+    assert _same_batches(_run_epoch(first, 1)[0], batches1)      # going back to epoch 1 repeats it
+
+    # What the first assertion guards against: persistent workers whose dataset copy keeps the
+    # epoch it had when they started. Such a loader repeats epoch 1's augmentation.
+    ds = data.AugmentedCifar(splits[1], transform, seed=1)
+    stale = torch.utils.data.DataLoader(ds, 64, sampler=data.EpochSampler(len(ds), seed=1), num_workers=2,
+                                        persistent_workers=True)
+    assert _fresh_fraction(_run_epoch(stale, 1)[1], _run_epoch(stale, 2)[1]) == 0.0
+
+
+def test_sampler_order_depends_on_seed_and_epoch_and_carries_the_epoch(splits):
+    sampler = data.EpochSampler(50, seed=3, with_epoch=True)
+    sampler.set_epoch(2)
+    pairs = list(sampler)
+    assert {e for e, _ in pairs} == {2} and sorted(i for _, i in pairs) == list(range(50))
+    assert [i for _, i in pairs] != list(range(50))
+    assert list(sampler) == pairs
+    sampler.set_epoch(3)
+    assert [i for _, i in sampler] != [i for _, i in pairs]
+    assert list(data.EpochSampler(5, shuffle=False)) == [0, 1, 2, 3, 4]
+    ds = data.AugmentedCifar(splits[1], data.s9_train_transforms(p_cutout=1.0), seed=4)
+    ds.set_epoch(7)
+    torch.testing.assert_close(ds[(7, 3)][0], ds[3][0], rtol=0, atol=0)
+    assert not torch.equal(ds[(6, 3)][0], ds[3][0])
+
+
+def test_default_workers_leave_a_core_for_the_model(monkeypatch):
+    for cores, expected in ((1, 0), (2, 1), (5, 4), (16, 8), (64, 8)):
+        monkeypatch.setattr(data.os, "sched_getaffinity", lambda pid, n=cores: set(range(n)), raising=False)
+        assert data.default_workers() == expected
+
+
+def test_loader_options(splits):
+    ds = data.AugmentedCifar(splits[1], data.eval_transforms())  # 200 images
+    assert len(data.make_loader(ds, 64, num_workers=0)) == 4
+    assert len(data.make_loader(ds, 64, num_workers=0, drop_last=True)) == 3
+    plain = data.make_loader(ds, 64, num_workers=0, pin_memory=False)
+    assert not plain.pin_memory and not plain.persistent_workers and plain.num_workers == 0
+    assert data.make_loader(ds, 64, num_workers=0).pin_memory == torch.cuda.is_available()
+    workers = data.make_loader(ds, 64, num_workers=2, pin_memory=True)  # no worker starts before iter()
+    assert workers.persistent_workers and workers.prefetch_factor == 4 and workers.pin_memory
+    assert data.make_loader(ds, 64).num_workers == data.default_workers()
+    # other datasets get plain indices; one with its own set_epoch gets fresh workers every epoch
+    tensors = torch.utils.data.TensorDataset(torch.arange(10.0))
+    assert torch.equal(next(iter(data.make_loader(tensors, 4, train=False, num_workers=0)))[0], torch.arange(4.0))
+    assert data.make_loader(tensors, 4, num_workers=2).persistent_workers
+
+    class OwnEpoch(torch.utils.data.TensorDataset):
+        def set_epoch(self, epoch):
+            self.epoch = epoch
+
+    assert not data.make_loader(OwnEpoch(torch.arange(10.0)), 4, num_workers=2).persistent_workers
+
+
+@pytest.mark.parametrize("bad", [-1, -4, 1.5, "2"])
+def test_loader_rejects_bad_worker_counts_in_one_sentence(splits, bad):
+    ds = data.AugmentedCifar(splits[1], data.eval_transforms())
+    with pytest.raises(ValueError, match="num_workers") as err:
+        data.make_loader(ds, 8, num_workers=bad)
+    message = str(err.value)
+    assert "\n" not in message and message.count(". ") == 0 and repr(bad) in message
 
 
 def test_loader_rejects_bad_batch_size_and_empty_data(splits):
