@@ -42,9 +42,11 @@ def _run(splits, epochs, schedule="step", out_dir=None, resume=False, n_train=25
 
 def test_two_epoch_fit_clearly_beats_chance(splits):
     train.set_seed(0)
-    train_loader, test_loader = _loaders(splits, batch_size=32)
+    # small steps: with the augmentation draws independent per transform, lr 0.05 / batch 32 swung from
+    # 18 % to 53 % with the seed; lr 0.01 / batch 16 gave 55-70 % over seeds 0-3
+    train_loader, test_loader = _loaders(splits, batch_size=16)
     model = models.S8("gn")
-    history = train.fit(model, train_loader, test_loader, torch.optim.SGD(model.parameters(), 0.05, momentum=0.9),
+    history = train.fit(model, train_loader, test_loader, torch.optim.SGD(model.parameters(), 0.01, momentum=0.9),
                         epochs=2, progress=False, verbose=False)
     assert [h["epoch"] for h in history] == [1, 2]
     assert history[-1]["test_acc"] > 35, history  # chance is 10 %
