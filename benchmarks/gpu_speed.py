@@ -60,7 +60,6 @@ def time_case(session: str, loader: str, epochs: int = 2, data_root: str | None 
     p = run.prepare_run(session, "bn", recipe, epochs=epochs + 1, data_root=data_root, seed=1, device=device,
                         loader=loader, smoke=smoke, workers=workers, verbose=False)
     setup = time.perf_counter() - t0
-    loss_fn = dict(label_smoothing=p.recipe.label_smoothing)
     trains, evals = [], []
     warmup = 0.0
     for epoch in range(1, epochs + 2):
@@ -69,7 +68,7 @@ def time_case(session: str, loader: str, epochs: int = 2, data_root: str | None 
         with _Timer(p.device) as t_train:
             train.train_one_epoch(p.model, p.train_loader, p.optimizer, p.device, epoch,
                                   p.scheduler if train.steps_per_batch(p.scheduler) else None,
-                                  amp=p.amp, progress=False, **loss_fn)
+                                  p.recipe.label_smoothing, amp=p.amp, progress=False)
         with _Timer(p.device) as t_eval:
             train.evaluate(p.model, p.test_loader, p.device, tta=p.recipe.tta, amp=p.amp)
         if epoch == 1:

@@ -61,7 +61,7 @@ def collect(folders: list[Path], dest: Path = RESULTS) -> list[Path]:
 
 
 def load(dest: Path = RESULTS) -> list[dict]:
-    records = [json.loads(p.read_text()) | {"file": p.name} for p in sorted(dest.glob("*.json"))]
+    records = [json.loads(p.read_text()) for p in sorted(dest.glob("*.json"))]
     return [r for r in records if "config" in r and "history" in r]  # not gpu_speed.json or the selection
 
 

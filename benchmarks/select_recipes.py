@@ -84,8 +84,7 @@ def choose_tuned(runs: list[dict], epochs: int = 20) -> dict:
         session, norm = ("s9", "bn") if key == "s9" else ("s8", key[3:])
         scores = []
         for overrides in candidates:
-            expected = recipes.get_recipe(session, "tuned", norm, set_none=[k for k, v in overrides.items() if v is None],
-                                          **{k: v for k, v in overrides.items() if v is not None})
+            expected = recipes.recipe_with_settings(session, "tuned", norm, overrides)
             found = [r for r in runs if r["config"]["session"] == session and run_key(r["config"]) == key
                      and "validation" in r["config"]["data"] and r["epochs"] == epochs
                      and _matches(r["config"]["recipe"], expected)]

@@ -47,9 +47,7 @@ def main(argv: list[str] | None = None) -> dict:
     norm = args.norm or "bn"
     try:
         settings = parse_settings(args.set)
-        recipe = recipes.get_recipe(args.session, args.recipe, norm,
-                                    set_none=[k for k, v in settings.items() if v is None],
-                                    **{k: v for k, v in settings.items() if v is not None})
+        recipe = recipes.recipe_with_settings(args.session, args.recipe, norm, settings)
     except (ValueError, TypeError) as e:
         p.error(str(e))
     result = run.train_course_net(args.session, norm, recipe, epochs=args.epochs, data_root=args.data_root,

@@ -109,6 +109,13 @@ def get_recipe(session: str, name: str = "seed", norm: str = "bn", **overrides) 
     return recipe
 
 
+def recipe_with_settings(session: str, name: str, norm: str, settings: dict) -> Recipe:
+    """``get_recipe`` with ``settings`` applied as ``--set field=value`` means them: a value of None
+    sets that field to None (``dropout=none``: the network's default), any other value replaces it."""
+    return get_recipe(session, name, norm, set_none=[k for k, v in settings.items() if v is None],
+                      **{k: v for k, v in settings.items() if v is not None})
+
+
 def make_optimizer(model: nn.Module, recipe: Recipe, fused: bool | None = None) -> torch.optim.Optimizer:
     """SGD with the recipe's momentum, Nesterov flag and weight decay.
 

@@ -30,7 +30,6 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import matplotlib
 import matplotlib.pyplot
-import numpy as np
 import torch
 from torch import nn
 
@@ -38,25 +37,6 @@ from helpers import data, device_data, models, plots, recipes, train  # noqa: E4
 
 LOADERS = ("auto", "albumentations", "device")
 EVAL_BATCH = 1000
-
-
-@dataclasses.dataclass
-class RunResult:
-    """What ``train_course_net`` hands back: the trained model and everything needed to look at it."""
-
-    model: nn.Module
-    history: list[dict]
-    recipe: recipes.Recipe
-    config: dict
-    device: torch.device
-    amp: bool
-    train_split: data.CifarSplit
-    test_split: data.CifarSplit
-    test_loader: object
-    mean: tuple
-    std: tuple
-    out: Path | None
-    seconds: float
 
 
 def hardware_name(device: torch.device) -> str:
@@ -142,6 +122,15 @@ class Prepared:
     std: tuple
 
 
+@dataclasses.dataclass
+class RunResult(Prepared):
+    """What ``train_course_net`` hands back: the prepared run, trained, with its history."""
+
+    history: list[dict]
+    out: Path | None
+    seconds: float
+
+
 def prepare_run(session: str, norm: str = "bn", recipe: str | recipes.Recipe = "seed", *, epochs: int = 20,
                 data_root: str | os.PathLike | None = None, out: str | os.PathLike | None = None, seed: int = 1,
                 device: str = "auto", loader: str = "auto", amp: bool | None = None, compile: bool = False,
@@ -209,8 +198,8 @@ def train_course_net(session: str, norm: str = "bn", recipe: str | recipes.Recip
                         label_smoothing=p.recipe.label_smoothing, ema_decay=p.recipe.ema_decay, tta=p.recipe.tta,
                         amp=p.amp, out_dir=None if out is None else str(out), resume=resume, progress=progress,
                         verbose=verbose, config=p.config)
-    result = RunResult(p.model, history, p.recipe, p.config, p.device, p.amp, p.train_split, p.test_split,
-                       p.test_loader, p.mean, p.std, None if out is None else Path(out), time.perf_counter() - start)
+    result = RunResult(**vars(p), history=history, out=None if out is None else Path(out),
+                       seconds=time.perf_counter() - start)
     if out is not None:
         save_run(result, Path(out) / "run.json")
     return result
@@ -292,7 +281,7 @@ EXAMPLES = """examples:
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     p = argparse.ArgumentParser(prog="python -m helpers.run", description=__doc__.split("\n\n")[0],
-                                epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                epilog=EXAMPLES, formatter_class=fmt)
     sub = p.add_subparsers(dest="command", required=True, metavar="{s8,s9,figures}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--recipe", choices=recipes.RECIPES, default="seed",
@@ -330,6 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Session 9: advanced convolutions",
                         description="Train the Session 9 network (171,840 parameters, no pooling, RF 77).")
     s9.add_argument("--norm", help=argparse.SUPPRESS)  # accepted only to explain that it does not apply
+    for session_parser in (s8, s9):
+        session_parser.set_defaults(session_parser=session_parser)  # main reports errors in its name
     fig = sub.add_parser("figures", help="draw a finished run's figures again (no training)",
                          description="Draw curves, lr, misclassified and confusion figures of a finished run "
                                      "again from its folder, without training.")
@@ -345,24 +336,16 @@ def redraw_figures(run_dir: Path, data_root: str | None, device: str) -> list[Pa
     config = state.get("config") or {}
     if "session" not in config:
         raise ValueError(f"{run_dir / 'checkpoint.pt'} holds no run config; it was not written by helpers.run")
-    recipe = recipes.Recipe(**config["recipe"])
-    device = train.get_device(device)
-    validation = "validation" in config["data"]
-    if config["data"].startswith("synthetic"):
-        data_root = run_dir / "smoke-data"
-    train_split, test_split = load_splits(data_root, validation)
-    mean, std = data.mean_std(train_split.images)
-    _, test_loader = make_loaders(recipe, train_split, test_split, mean, std, "albumentations"
-                                  if config["loader"] == "albumentations" else "device", device, 0, 0)
-    model = models.build_model(config["session"], config["norm"] or "bn", recipe.dropout)
+    p = prepare_run(config["session"], config["norm"] or "bn", recipes.Recipe(**config["recipe"]),
+                    epochs=config.get("onecycle_epochs") or 1, data_root=data_root, out=run_dir, seed=config["seed"],
+                    device=device, loader=config["loader"], workers=0, smoke=config["data"].startswith("synthetic"),
+                    validation="validation" in config["data"], verbose=False)
     weights = state["model"]
     if state.get("ema"):  # the run was scored with its weight average: draw that one
         weights = {k.removeprefix("module."): v for k, v in state["ema"].items() if k.startswith("module.")}
-    model.load_state_dict(weights)
-    model.to(device)
-    result = RunResult(model, state["history"], recipe, config, device, device.type == "cuda", train_split,
-                       test_split, test_loader, mean, std, run_dir, 0.0)
-    return write_figures(result, run_dir, _title(config["session"], config["norm"], recipe.name))
+    p.model.load_state_dict(weights)
+    result = RunResult(**vars(p), history=state["history"], out=run_dir, seconds=0.0)
+    return write_figures(result, run_dir, _title(config["session"], config["norm"], p.recipe.name))
 
 
 def _title(session: str, norm: str | None, recipe_name: str) -> str:
@@ -382,17 +365,15 @@ def main(argv: list[str] | None = None) -> float:
             sys.exit(f"error: {e}")
         print("wrote " + ", ".join(str(p) for p in paths))
         return float("nan")
-    session_parser = parser._subparsers._group_actions[0].choices[args.command]
+    session_parser = args.session_parser
     if args.command == "s9" and args.norm is not None:
         session_parser.error("--norm applies to s8 only (s9 always uses BatchNorm)")
     norm = args.norm if args.command == "s8" else "bn"
     try:
         train.get_device(args.device)
-        settings = parse_settings(args.set)
-        set_none = tuple(k for k, v in settings.items() if v is None)
-        given = {"lr": args.lr, "batch_size": args.batch_size, **settings}
-        recipe = recipes.get_recipe(args.command, args.recipe, norm, set_none=set_none,
-                                    **{k: v for k, v in given.items() if v is not None})
+        given = {k: v for k, v in (("lr", args.lr), ("batch_size", args.batch_size)) if v is not None}
+        recipe = recipes.recipe_with_settings(args.command, args.recipe, norm,
+                                              {**given, **parse_settings(args.set)})
     except (ValueError, TypeError) as e:
         session_parser.error(str(e))
     tag = f"{args.command}-{norm}" if args.command == "s8" else args.command

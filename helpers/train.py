@@ -169,7 +169,7 @@ def predict(model: nn.Module, loader: Iterable, device: torch.device, tta: bool 
         labels.append(y)
     if not outs:
         return torch.zeros(0, 0), torch.zeros(0, dtype=torch.long)
-    return torch.cat(outs).cpu(), torch.cat([y.to(device) for y in labels]).cpu()
+    return torch.cat(outs).cpu(), torch.cat(labels).cpu()  # a loader's labels all live on one device
 
 
 def evaluate(model: nn.Module, loader: Iterable, device: torch.device, tta: bool = False,
