@@ -69,7 +69,7 @@ def current(record: dict) -> bool:
     """Was the run made with the recipe that helpers.recipes holds now?"""
     c = record["config"]
     expected = recipes.get_recipe(c["session"], c["recipe"]["name"], c["norm"] or "bn")
-    return c["recipe"] == expected.as_dict()
+    return recipes.Recipe(**c["recipe"]) == expected  # a field added since takes its default
 
 
 def _cell(values: list[float]) -> str:
@@ -115,7 +115,8 @@ def tuning_table(records: list[dict]) -> str:
         if data_kind(c) != "validation":
             continue
         now = recipes.get_recipe(c["session"], "tuned", c["norm"] or "bn").as_dict()
-        diff = ", ".join(f"{k}={v}" for k, v in c["recipe"].items() if now.get(k) != v) or "as the tuned recipe"
+        made = recipes.Recipe(**c["recipe"]).as_dict()
+        diff = ", ".join(f"{k}={v}" for k, v in made.items() if now.get(k) != v) or "as the tuned recipe"
         lines.append(f"| {run_name(c)} | {diff} | {r['history'][-1]['test_acc']:.2f} % |")
     return "\n".join(lines)
 

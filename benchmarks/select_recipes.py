@@ -27,6 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import torch  # noqa: E402
+
 from helpers import recipes  # noqa: E402
 
 # Candidate changes to the tuned recipe of each run, tried on the validation split ({} = as it is).
@@ -45,6 +47,8 @@ S8_READINGS = [{"momentum": 0.0, "gamma": 0.9}, {"momentum": 0.0, "gamma": 0.1},
 # The S9 seed document's log: test ("val") accuracy per epoch, epochs 1-20 (000_adaa8ab2e33cbd5b.txt).
 S9_PUBLISHED_TEST_ACC = [58.74, 62.96, 72.38, 73.60, 75.13, 78.17, 78.52, 79.80, 78.75, 80.93,
                          81.00, 80.60, 82.20, 81.90, 82.09, 84.58, 85.11, 84.85, 85.34, 85.35]
+S9_PUBLISHED_TEST_LOSS = [1.13, 1.08, 0.78, 0.75, 0.73, 0.64, 0.62, 0.58, 0.61, 0.55,
+                          0.55, 0.59, 0.52, 0.53, 0.53, 0.44, 0.44, 0.44, 0.43, 0.43]
 S9_PUBLISHED_TRAIN_ACC = [42.64, 58.16, 63.98, 67.14, 69.33, 71.32, 72.37, 73.40, 74.37, 75.00,
                           75.96, 76.34, 76.95, 77.36, 77.43, 79.97, 80.86, 80.94, 81.01, 81.37]
 
@@ -74,7 +78,20 @@ def run_key(config: dict) -> str:
 
 
 def _matches(recipe: dict, expected: recipes.Recipe) -> bool:
-    return recipe == expected.as_dict()
+    return recipes.Recipe(**recipe) == expected  # a field added since takes its default
+
+
+def plateau_drop_epochs(test_losses: list[float], recipe: recipes.Recipe) -> list[int]:
+    """The epochs that start at a lower lr when ``recipe``'s plateau schedule sees ``test_losses``."""
+    optimizer = recipes.make_optimizer(torch.nn.Linear(1, 1), recipe, fused=False)
+    scheduler = recipes.make_scheduler(optimizer, recipe, len(test_losses), 1)
+    drops, lr = [], optimizer.param_groups[0]["lr"]
+    for epoch, loss in enumerate(test_losses, start=1):
+        scheduler.step(loss)
+        if optimizer.param_groups[0]["lr"] < lr:
+            drops.append(epoch + 1)
+        lr = optimizer.param_groups[0]["lr"]
+    return drops
 
 
 def choose_tuned(runs: list[dict], epochs: int = 20) -> dict:

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from benchmarks import select_recipes
 from helpers import models, recipes
 
 
@@ -19,8 +20,19 @@ def test_seed_recipes_follow_the_seed_documents():
     recipe, opt, sched = _build("s9", "seed")
     assert recipe.lr in (0.1, 0.01) and recipe.batch_size == 128  # the text names both starting rates
     assert isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau) and recipe.augment == "s9"
-    assert (sched.factor, sched.patience, sched.threshold, sched.threshold_mode) == (0.1, 4, 0.1, "abs")
+    assert (sched.factor, sched.patience, sched.threshold, sched.threshold_mode) == (0.1, 4, 0.1, "rel")
     assert opt.param_groups[0]["nesterov"] is False and opt.param_groups[0]["weight_decay"] == 0
+
+
+def test_s9_seed_plateau_drops_where_the_published_log_jumps():
+    """The S9 document's log shows its lr drop as a jump in train accuracy; fed the log's own test
+    losses, the seed recipe's scheduler must drop the lr at that epoch (an absolute threshold would not)."""
+    log = select_recipes.S9_PUBLISHED_TRAIN_ACC
+    jump = max(range(5, len(log)), key=lambda i: log[i] - log[i - 1]) + 1  # epoch numbers start at 1
+    seed = recipes.get_recipe("s9", "seed")
+    assert select_recipes.plateau_drop_epochs(select_recipes.S9_PUBLISHED_TEST_LOSS, seed)[0] == jump
+    absolute = recipes.get_recipe("s9", "seed", threshold_mode="abs")
+    assert jump not in select_recipes.plateau_drop_epochs(select_recipes.S9_PUBLISHED_TEST_LOSS, absolute)
 
 
 def test_one_cycle_keeps_the_recipes_momentum():
