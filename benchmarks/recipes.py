@@ -1,20 +1,24 @@
 """Seed recipe versus tuned recipe: collect the runs' histories and write the README's result tables.
 
     python benchmarks/recipes.py collect runs/gpu runs/sample     # copy each run.json to doc/results/
-    python benchmarks/recipes.py report                           # README tables + doc/recipes_<run>.png
+    python benchmarks/recipes.py report                           # README tables, doc/tuning.md evidence, figures
 
 Runs are made by helpers.run (the wiring every run uses): on a GPU by benchmarks/full_cifar.py,
 on a CPU for example with
 ``python -m helpers.run s8 --recipe tuned --seed 2 --data-root ../shared/cifar10-sample --out runs/sample/...``.
 ``collect`` copies their run.json (history, settings, data, hardware, torch version) to
 doc/results/<data>-<run>-<recipe>-<loader>-seed<k>.json. ``report`` reads only doc/results/ and
-rewrites the README between the ``<!-- results:... -->`` markers: final-epoch test accuracy,
-mean ± sd over seeds, and only runs whose recipe is the one helpers.recipes holds now.
+rewrites the README between the ``<!-- results:... -->`` markers (final-epoch test accuracy,
+mean ± sd over seeds, and only runs whose recipe is the one helpers.recipes holds now), the
+seed-document evidence block of doc/tuning.md, the figures doc/recipes_<run>.png (test accuracy
+per epoch, seed vs tuned recipe, full CIFAR-10) and doc/seed_vs_log_s9.png (every S9 seed-recipe
+run over the seed document's published log).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import statistics
@@ -24,9 +28,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from benchmarks import select_recipes  # noqa: E402
 from helpers import recipes  # noqa: E402
 
 RESULTS = ROOT / "doc" / "results"
+DOC = ROOT / "doc"
 RUNS = ("s8-bn", "s8-ln", "s8-gn", "s9")
 
 
@@ -131,7 +143,8 @@ def speed_table(path: Path = RESULTS / "gpu_speed.json") -> str:
              "| session | loader | batch | train s/epoch | eval s (flip TTA) | epoch s | train images/s |",
              "|---|---|---|---|---|---|---|"]
     for r in speed["rows"]:
-        lines.append(f"| {r['session']} | {r['loader']}{' (' + str(r['workers']) + ' workers)' if r['workers'] else ''}"
+        lines.append(f"| {r['session']} | {r['loader']}{' + CUDA graphs' if r.get('cuda_graph') else ''}"
+                     f"{' (' + str(r['workers']) + ' workers)' if r['workers'] else ''}"
                      f" | {r['batch_size']} | {r['train_s']:.2f} | {r['eval_s']:.2f} | {r['epoch_s']:.2f} | "
                      f"{r['train_images_per_s']:,} |")
     if speed.get("cli_s9_seconds"):
@@ -152,6 +165,118 @@ def recipe_table() -> str:
     return "\n".join(lines)
 
 
+def gains(records: list[dict], kind: str) -> str:
+    """One line: tuned minus seed recipe, mean final test accuracy, for each run that has both."""
+    parts = []
+    for run in RUNS:
+        means = {}
+        for name in recipes.RECIPES:
+            found = [r["history"][-1]["test_acc"] for r in records if run_name(r["config"]) == run
+                     and r["config"]["recipe"]["name"] == name and data_kind(r["config"]) == kind and current(r)]
+            if found:
+                means[name] = (statistics.fmean(found), len(found))
+        if len(means) == 2:
+            (seed, n_seed), (tuned, n_tuned) = means["seed"], means["tuned"]
+            parts.append(f"{run} {tuned - seed:+.2f} points ({n_tuned} vs {n_seed} seeds)")
+    return "Tuned minus seed recipe, mean final test accuracy: " + ("; ".join(parts) or "no run has both") + "."
+
+
+def _reading(recipe: dict) -> str:
+    made = recipes.Recipe(**recipe)
+    return f"lr {made.lr}, threshold {made.threshold_mode}"
+
+
+def seed_evidence(records: list[dict]) -> str:
+    """doc/tuning.md: which reading of the S9 seed document its published log supports, and how close our runs come."""
+    log = select_recipes
+    seed = recipes.get_recipe("s9", "seed")
+    train = log.S9_PUBLISHED_TRAIN_ACC
+    jump = max(range(5, len(train)), key=lambda i: train[i] - train[i - 1])  # index of the epoch after the jump
+    lines = [f"**Where the lr drops.** In epochs 1-20 of the published log, train accuracy jumps most between "
+             f"epochs {jump} and {jump + 1} ({train[jump - 1]:.2f} -> {train[jump]:.2f} %): the lr falling "
+             f"ten-fold. Fed the log's own test losses, the document's scheduler (ReduceLROnPlateau, x0.1, "
+             f"patience 4, threshold 0.1) runs at a lower lr from these epochs on, under each reading of "
+             f"the threshold:", "",
+             "| threshold reading | lr lower from epoch |", "|---|---|"]
+    for mode in recipes.THRESHOLD_MODES:
+        drops = log.plateau_drop_epochs(log.S9_PUBLISHED_TEST_LOSS, dataclasses.replace(seed, threshold_mode=mode))
+        kept = " (the seed recipe now)" if mode == seed.threshold_mode else ""
+        lines.append(f"| {mode}{kept} | {', '.join(map(str, drops)) or 'never'} |")
+    lines += ["", "**Our S9 seed-recipe runs against the published log** (full CIFAR-10, mean absolute "
+                  "difference of test accuracy over epochs 1-20; `doc/seed_vs_log_s9.png`):", "",
+              "| run | reading | current recipe | test gap | epoch 10 train / test | epoch 20 train / test |",
+              "|---|---|---|---|---|---|",
+              f"| published log | | | | {log.S9_PUBLISHED_TRAIN_ACC[9]:.2f} / {log.S9_PUBLISHED_TEST_ACC[9]:.2f} | "
+              f"{log.S9_PUBLISHED_TRAIN_ACC[19]:.2f} / {log.S9_PUBLISHED_TEST_ACC[19]:.2f} |"]
+    for r in _s9_seed_runs(records):
+        h = r["history"]
+        gap = statistics.fmean(abs(e["test_acc"] - p) for e, p in zip(h[:20], log.S9_PUBLISHED_TEST_ACC))
+        lines.append(f"| seed {r['config']['seed']} | {_reading(r['config']['recipe'])} | "
+                     f"{'yes' if current(r) else 'no'} | {gap:.2f} | "
+                     f"{h[9]['train_acc']:.2f} / {h[9]['test_acc']:.2f} | {h[19]['train_acc']:.2f} / {h[19]['test_acc']:.2f} |")
+    return "\n".join(lines)
+
+
+def _s9_seed_runs(records: list[dict]) -> list[dict]:
+    return [r for r in records if run_name(r["config"]) == "s9" and r["config"]["recipe"]["name"] == "seed"
+            and data_kind(r["config"]) == "full" and len(r["history"]) >= 20]
+
+
+def seed_figure(records: list[dict], path: Path) -> Path:
+    """Train and test accuracy per epoch: the published S9 log and every full-data S9 seed-recipe run."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    epochs = range(1, 21)
+    for ax, key, published in zip(axes, ("train_acc", "test_acc"),
+                                  (select_recipes.S9_PUBLISHED_TRAIN_ACC, select_recipes.S9_PUBLISHED_TEST_ACC)):
+        ax.plot(epochs, published, "k-o", ms=3, label="seed document's log")
+        for r in _s9_seed_runs(records):
+            ax.plot(epochs, [h[key] for h in r["history"][:20]], "--" if not current(r) else "-",
+                    label=f"ours: {_reading(r['config']['recipe'])}, seed {r['config']['seed']}"
+                          f"{'' if current(r) else ' (earlier recipe)'}")
+        ax.set(title=key.replace("_acc", " accuracy"), xlabel="epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("accuracy (%)")
+    axes[1].legend(fontsize=8, loc="lower right")
+    fig.suptitle("S9 seed recipe vs the seed document (full CIFAR-10, JPEG copy)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def recipe_figures(records: list[dict], dest: Path = DOC) -> list[Path]:
+    """doc/recipes_<run>.png: test accuracy per epoch, seed vs tuned recipe (current recipes, full CIFAR-10),
+    the mean over seeds with the range between the lowest and highest seed shaded."""
+    paths = []
+    for run in RUNS:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for name, colour in zip(recipes.RECIPES, ("tab:blue", "tab:orange")):
+            found = [r for r in records if run_name(r["config"]) == run and r["config"]["recipe"]["name"] == name
+                     and data_kind(r["config"]) == "full" and current(r)]
+            if not found:
+                continue
+            n = min(len(r["history"]) for r in found)
+            curves = [[h["test_acc"] for h in r["history"][:n]] for r in found]
+            epochs = range(1, n + 1)
+            mean = [statistics.fmean(c) for c in zip(*curves)]
+            ax.plot(epochs, mean, color=colour, label=f"{name} recipe ({len(found)} seed{'s' * (len(found) > 1)})")
+            ax.fill_between(epochs, [min(c) for c in zip(*curves)], [max(c) for c in zip(*curves)],
+                            color=colour, alpha=0.2)
+        if run == "s9":
+            ax.plot(range(1, 21), select_recipes.S9_PUBLISHED_TEST_ACC, "k:", label="seed document's log")
+        ax.set(title=f"{run}: test accuracy, full CIFAR-10 (JPEG copy)", xlabel="epoch", ylabel="accuracy (%)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="lower right")
+        fig.tight_layout()
+        paths.append(dest / f"recipes_{run}.png")
+        fig.savefig(paths[-1], dpi=100)
+        plt.close(fig)
+    return paths
+
+
 def replace_block(text: str, name: str, body: str) -> str:
     pattern = re.compile(rf"(<!-- results:{name} -->\n).*?(<!-- /results:{name} -->)", re.S)
     if not pattern.search(text):
@@ -159,14 +284,22 @@ def replace_block(text: str, name: str, body: str) -> str:
     return pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text)
 
 
-def report(readme: Path = ROOT / "README.md", dest: Path = RESULTS) -> str:
-    """Rewrite the README's generated blocks from doc/results/; return the new text."""
+def report(readme: Path = ROOT / "README.md", dest: Path = RESULTS, tuning: Path | None = DOC / "tuning.md",
+           figures: Path | None = DOC) -> str:
+    """Rewrite the README's generated blocks, doc/tuning.md's evidence and the figures from doc/results/;
+    return the README's new text."""
     records = load(dest)
+    if tuning is not None:
+        tuning.write_text(replace_block(tuning.read_text(), "seed-evidence", seed_evidence(records)))
+    if figures is not None:
+        recipe_figures(records, figures)
+        seed_figure(records, figures / "seed_vs_log_s9.png")
     text = readme.read_text()
     text = replace_block(text, "recipes", recipe_table())
-    text = replace_block(text, "full", provenance(records, "full") + "\n\n" + results_table(records, "full"))
+    text = replace_block(text, "full", provenance(records, "full") + "\n\n" + results_table(records, "full") +
+                         "\n\n" + gains(records, "full"))
     text = replace_block(text, "sample", provenance(records, "sample") + "\n\n" +
-                         results_table(records, "sample", loader=None))
+                         results_table(records, "sample", loader=None) + "\n\n" + gains(records, "sample"))
     text = replace_block(text, "tuning", tuning_table(records))
     text = replace_block(text, "speed", speed_table(dest / "gpu_speed.json"))
     readme.write_text(text)

@@ -11,9 +11,11 @@ sample with its own random parameters:
 * one ``cutout`` x ``cutout`` hole filled with the mean colour with probability ``p_cutout``;
 * normalisation with the dataset mean / std.
 
-All random numbers of a batch are drawn in one call, the constants (mean, std, the identity
-transform) are built once per loader, and nothing waits for the device inside the loop: the
-GPU works through the batches while Python queues the next. Training batches all have the
+Images are augmented ``chunk`` at a time (8,192 by default, then cut into batches): a small
+net's step is bound by how fast Python launches kernels, and one augmentation call of ~60
+kernels per chunk instead of per batch takes most of them away. All random numbers of a chunk
+are drawn in one call, the constants (mean, std) are built once per loader, and nothing waits
+for the device inside the loop: the GPU works through the batches while Python queues the next. Training batches all have the
 same size (the last partial batch of an epoch is dropped, as ``drop_last``), so shapes stay
 static for cuDNN's autotuner and for compiled models.
 
@@ -101,9 +103,11 @@ class DeviceLoader:
     def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int = 128,
                  device: torch.device | str = "cpu", train: bool = True, seed: int = 0,
                  mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD,
-                 channels_last: bool = False, drop_last: bool | None = None, **augment):
+                 channels_last: bool = False, drop_last: bool | None = None, chunk: int = 8192, **augment):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if chunk < 1:
+            raise ValueError(f"chunk must be at least 1, got {chunk}")
         if len(images) == 0:
             raise ValueError("the dataset is empty; check the data folder")
         self.device = torch.device(device)
@@ -111,6 +115,7 @@ class DeviceLoader:
         self.labels = torch.as_tensor(labels, dtype=torch.long).to(self.device)
         self.batch_size, self.train, self.seed, self.epoch = batch_size, train, seed, 0
         self.augment, self.channels_last = augment, channels_last
+        self.chunk = max(1, chunk // batch_size) * batch_size  # whole batches per augmentation call
         # training drops the last partial batch (static shapes); evaluation sees every image
         self.drop_last = train and len(labels) >= batch_size if drop_last is None else drop_last
         self._fill = torch.tensor(mean, device=self.device, dtype=torch.float32)  # built once, not per batch
@@ -128,12 +133,15 @@ class DeviceLoader:
         n = len(self.labels)
         g = torch.Generator(device=self.device).manual_seed(self.seed * 1_000_003 + self.epoch)
         order = torch.randperm(n, device=self.device, generator=g) if self.train else torch.arange(n, device=self.device)
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
-            idx = order[start:start + self.batch_size]
+        end = min(n, len(self) * self.batch_size)
+        for start in range(0, end, self.chunk):
+            idx = order[start:min(start + self.chunk, end)]
             x = self.images[idx].float().div_(255)
             if self.train:
                 x = augment_batch(x, g, self._fill, **self.augment)
             x = (x - self._mean) / self._std
             if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            yield x, self.labels[idx]
+                x = x.contiguous(memory_format=torch.channels_last)  # batch slices below keep the layout
+            y = self.labels[idx]
+            for b in range(0, len(idx), self.batch_size):
+                yield x[b:b + self.batch_size], y[b:b + self.batch_size]

@@ -111,6 +111,7 @@ class Prepared:
     config: dict
     device: torch.device
     amp: bool
+    cuda_graph: bool
     model: nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: object
@@ -134,8 +135,8 @@ class RunResult(Prepared):
 def prepare_run(session: str, norm: str = "bn", recipe: str | recipes.Recipe = "seed", *, epochs: int = 20,
                 data_root: str | os.PathLike | None = None, out: str | os.PathLike | None = None, seed: int = 1,
                 device: str = "auto", loader: str = "auto", amp: bool | None = None, compile: bool = False,
-                workers: int | None = None, smoke: bool = False, validation: bool = False,
-                verbose: bool = True, **overrides) -> Prepared:
+                cuda_graph: bool = False, workers: int | None = None, smoke: bool = False,
+                validation: bool = False, verbose: bool = True, **overrides) -> Prepared:
     """Recipe -> data -> loaders -> model -> optimiser and schedule, ready for ``helpers.train.fit``
     (the arguments are those of ``train_course_net``)."""
     if loader not in LOADERS:
@@ -143,6 +144,10 @@ def prepare_run(session: str, norm: str = "bn", recipe: str | recipes.Recipe = "
     if workers is not None and workers < 0:
         raise ValueError(f"workers must be 0 or more, got {workers}")
     device = train.get_device(device)
+    if cuda_graph and device.type != "cuda":
+        raise ValueError(f"CUDA graphs need a CUDA device; this run trains on {device.type}")
+    if cuda_graph and compile:
+        raise ValueError("choose CUDA graphs or torch.compile, not both")
     if loader == "auto":
         loader = "device" if device.type == "cuda" else "albumentations"
     amp = device.type == "cuda" if amp is None else amp
@@ -171,33 +176,34 @@ def prepare_run(session: str, norm: str = "bn", recipe: str | recipes.Recipe = "
         model.compile()  # compiles the forward in place; state_dict keys stay the same
     optimizer = recipes.make_optimizer(model, recipe)
     scheduler = recipes.make_scheduler(optimizer, recipe, epochs, len(train_loader))
-    return Prepared(session, recipe, config, device, amp, model, optimizer, scheduler, train_loader, test_loader,
-                    train_split, test_split, mean, std)
+    return Prepared(session, recipe, config, device, amp, cuda_graph, model, optimizer, scheduler, train_loader,
+                    test_loader, train_split, test_split, mean, std)
 
 
 def train_course_net(session: str, norm: str = "bn", recipe: str | recipes.Recipe = "seed", *, epochs: int = 20,
                      data_root: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
                      seed: int = 1, device: str = "auto", loader: str = "auto", amp: bool | None = None,
-                     compile: bool = False, workers: int | None = None, smoke: bool = False,
-                     validation: bool = False, resume: bool = False, progress: bool = True,
+                     compile: bool = False, cuda_graph: bool = False, workers: int | None = None,
+                     smoke: bool = False, validation: bool = False, resume: bool = False, progress: bool = True,
                      verbose: bool = True, **overrides) -> RunResult:
     """Train one course network and return it with its history (see ``RunResult``).
 
     ``recipe`` is a name ("seed", "tuned") or a Recipe; ``overrides`` change its fields (lr=0.05).
     ``loader="auto"`` keeps data and augmentation on the GPU (helpers.device_data) when training on
     CUDA and uses the taught albumentations DataLoader elsewhere. ``amp`` (bf16 autocast; default
-    on CUDA) is used for training, evaluation and the figures alike. ``smoke`` trains on tiny
+    on CUDA) is used for training, evaluation and the figures alike. ``cuda_graph`` (CUDA only)
+    replays each training step's forward and backward as CUDA graphs. ``smoke`` trains on tiny
     synthetic data; ``validation`` scores on the last 10 % of the training images instead of the
     test batch (for tuning). ``out`` writes the checkpoint, history.json and run.json there.
     """
     start = time.perf_counter()
     p = prepare_run(session, norm, recipe, epochs=epochs, data_root=data_root, out=out, seed=seed, device=device,
-                    loader=loader, amp=amp, compile=compile, workers=workers, smoke=smoke, validation=validation,
-                    verbose=verbose, **overrides)
+                    loader=loader, amp=amp, compile=compile, cuda_graph=cuda_graph, workers=workers, smoke=smoke,
+                    validation=validation, verbose=verbose, **overrides)
     history = train.fit(p.model, p.train_loader, p.test_loader, p.optimizer, p.scheduler, epochs, p.device,
                         label_smoothing=p.recipe.label_smoothing, ema_decay=p.recipe.ema_decay, tta=p.recipe.tta,
                         amp=p.amp, out_dir=None if out is None else str(out), resume=resume, progress=progress,
-                        verbose=verbose, config=p.config)
+                        verbose=verbose, config=p.config, cuda_graph=p.cuda_graph)
     result = RunResult(**vars(p), history=history, out=None if out is None else Path(out),
                        seconds=time.perf_counter() - start)
     if out is not None:
@@ -209,7 +215,8 @@ def save_run(result: RunResult, path: Path) -> None:
     """run.json: the history with everything a results table states about it."""
     record = {"config": result.config, "epochs": len(result.history),
               "final_test_acc": result.history[-1]["test_acc"], "hardware": hardware_name(result.device),
-              "torch": torch.__version__, "amp": result.amp, "date": datetime.date.today().isoformat(),
+              "torch": torch.__version__, "amp": result.amp, "cuda_graph": result.cuda_graph,
+              "date": datetime.date.today().isoformat(),
               "seconds_to_train": round(result.seconds, 1), "history": result.history}
     path.write_text(json.dumps(record, indent=1))
 
@@ -304,6 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                         help="bf16 autocast for training, evaluation and figures (default: on with CUDA)")
     common.add_argument("--compile", action="store_true", help="torch.compile the model")
+    common.add_argument("--cuda-graph", action="store_true",
+                        help="replay each training step's forward and backward as CUDA graphs (CUDA only): "
+                             "fewer kernel launches, which is what limits a small net")
     common.add_argument("--workers", type=_workers, default=None,
                         help="DataLoader workers (default: 0 when training on a CPU, else chosen for the machine)")
     common.add_argument("--validation", action="store_true",
@@ -370,7 +380,11 @@ def main(argv: list[str] | None = None) -> float:
         session_parser.error("--norm applies to s8 only (s9 always uses BatchNorm)")
     norm = args.norm if args.command == "s8" else "bn"
     try:
-        train.get_device(args.device)
+        device = train.get_device(args.device)
+        if args.cuda_graph and device.type != "cuda":
+            raise ValueError("--cuda-graph needs a CUDA GPU (--device cuda or auto on a machine with one)")
+        if args.cuda_graph and args.compile:
+            raise ValueError("choose --cuda-graph or --compile, not both")
         given = {k: v for k, v in (("lr", args.lr), ("batch_size", args.batch_size)) if v is not None}
         recipe = recipes.recipe_with_settings(args.command, args.recipe, norm,
                                               {**given, **parse_settings(args.set)})
@@ -382,7 +396,8 @@ def main(argv: list[str] | None = None) -> float:
     try:
         result = train_course_net(args.command, norm, recipe, epochs=epochs, data_root=args.data_root, out=out,
                                   seed=args.seed, device=args.device, loader=args.loader, amp=args.amp,
-                                  compile=args.compile, workers=args.workers, smoke=args.smoke,
+                                  compile=args.compile, cuda_graph=args.cuda_graph, workers=args.workers,
+                                  smoke=args.smoke,
                                   validation=args.validation, resume=args.resume, progress=not args.no_progress)
     except (data.CifarDataError, train.NonFiniteLossError, train.CheckpointMismatchError) as e:
         sys.exit(f"error: {e}")

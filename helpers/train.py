@@ -90,17 +90,68 @@ def _wait(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+class TrainingLoss(nn.Module):
+    """(images, labels) -> (training loss, log-probabilities): the model's forward (under bf16
+    autocast with ``amp``) and the label-smoothed loss as one module.
+
+    With ``cuda_graph=True``, the first call of ``step`` on a CUDA batch captures this module's
+    forward and backward as two CUDA graphs (``torch.cuda.make_graphed_callables``), replayed for
+    every later batch of that shape. A small net's step is bound by Python launching some 150
+    tiny kernels one by one; a graph launches them all at once. Batches of another shape (a last
+    partial batch) run eagerly. The optimiser step stays outside the graphs, so the parameters
+    and the lr it writes are what the next replay reads.
+    """
+
+    def __init__(self, model: nn.Module, label_smoothing: float = 0.0, amp: bool = False,
+                 cuda_graph: bool = False):
+        super().__init__()
+        self.model, self.label_smoothing, self.amp, self.cuda_graph = model, label_smoothing, amp, cuda_graph
+        self.graph_shape: tuple | None = None  # the (images, labels) shapes the graphs were captured for
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # autocast's weight cache must be off for graph capture; each weight is cast once per forward anyway
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.amp, cache_enabled=False):
+            log_probs = self.model(x)
+        log_probs = log_probs.float()
+        # cross_entropy re-applies log_softmax, a no-op on log-probabilities: this is NLL with smoothing
+        return F.cross_entropy(log_probs, y, label_smoothing=self.label_smoothing), log_probs.detach()
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The loss and log-probabilities of a batch, through the CUDA graphs where they apply."""
+        if not (self.cuda_graph and x.is_cuda):
+            return self(x, y)
+        if self.graph_shape is None:
+            self._capture(x, y)
+        if self.graph_shape == (x.shape, y.shape):
+            return self(x, y)  # forward replaced by the graphed one
+        return type(self).forward(self, x, y)  # another shape: the eager computation
+
+    def _capture(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        # capturing runs three warm-up passes on this batch: keep BatchNorm's running statistics as they were
+        buffers = [b.detach().clone() for b in self.model.buffers()]
+        # the graphs own copies of the batch as their static inputs; each replay copies the next batch in
+        torch.cuda.make_graphed_callables(self, (x.clone(), y.clone()))  # replaces self.forward in place
+        with torch.no_grad():
+            for b, saved in zip(self.model.buffers(), buffers):
+                b.copy_(saved)
+        self.graph_shape = (x.shape, y.shape)
+
+
 def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.Optimizer,
                     device: torch.device, epoch: int = 1, scheduler=None, label_smoothing: float = 0.0,
                     ema: nn.Module | None = None, amp: bool = False, progress: bool = True,
-                    sync_every: int | None = None, estimate_epochs: int = 0) -> tuple[float, float]:
+                    sync_every: int | None = None, estimate_epochs: int = 0,
+                    loss_fn: TrainingLoss | None = None) -> tuple[float, float]:
     """One pass over ``loader``; returns (mean NLL, accuracy %). Steps a per-batch ``scheduler``.
 
     Metrics stay on the device and are read every ``sync_every`` batches (default: every batch
     on a CPU; on a GPU only at the end of the epoch, so Python never waits for the device inside
     the loop), which is also when a non-finite loss is detected. With ``estimate_epochs`` > 0 it
-    prints, after the first batches, about how long that many epochs will take.
+    prints, after the first batches, about how long that many epochs will take. ``loss_fn``
+    (default: ``TrainingLoss(model, label_smoothing, amp)``) computes each batch's loss; ``fit``
+    passes one that keeps its CUDA graphs from epoch to epoch.
     """
+    loss_fn = loss_fn if loss_fn is not None else TrainingLoss(model, label_smoothing, amp)
     model.train()
     n_batches = len(loader)
     sync_every = sync_every or (1 if device.type == "cpu" else n_batches)
@@ -121,11 +172,7 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
                 print(f"estimate from the first {timed[1]} batches: {per_batch * n_batches:.0f} s of training "
                       f"per epoch, about {minutes:.1f} min for {estimate_epochs} epoch(s) (evaluation not included)")
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            log_probs = model(x)
-        log_probs = log_probs.float()
-        # cross_entropy re-applies log_softmax, a no-op on log-probabilities: this is NLL with smoothing
-        loss = F.cross_entropy(log_probs, y, label_smoothing=label_smoothing)
+        loss, log_probs = loss_fn.step(x, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -271,7 +318,7 @@ def fit(model: nn.Module, train_loader: Iterable, test_loader: Iterable, optimiz
         scheduler=None, epochs: int = 20, device: torch.device | str = "cpu", label_smoothing: float = 0.0,
         ema_decay: float | None = None, tta: bool = False, amp: bool = False, out_dir: str | None = None,
         resume: bool = False, progress: bool = True, verbose: bool = True,
-        channels_last: bool = True, config: dict | None = None) -> list[dict]:
+        channels_last: bool = True, config: dict | None = None, cuda_graph: bool = False) -> list[dict]:
     """Train for ``epochs`` epochs and return the history (see the module docstring).
 
     ``ema_decay`` evaluates an exponential moving average of the weights, and the model ends
@@ -281,11 +328,14 @@ def fit(model: nn.Module, train_loader: Iterable, test_loader: Iterable, optimiz
     (CheckpointMismatchError) a checkpoint whose saved ``config`` differs from this one.
     ``channels_last`` stores the model's weights as N,H,W,C on a CPU or CUDA device, which
     makes its convolutions faster (about 1.4x for the S9 net on a CPU); results are the same
-    up to float rounding.
+    up to float rounding. ``cuda_graph`` (CUDA only) replays each training step's forward and
+    backward as CUDA graphs (``TrainingLoss``); the model itself is left as it is.
     """
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
     device = torch.device(device)
+    if cuda_graph and device.type != "cuda":
+        raise ValueError(f"cuda_graph needs a CUDA device, not {device.type}")
     model.to(device)
     if channels_last and device.type in ("cpu", "cuda"):
         model.to(memory_format=torch.channels_last)
@@ -313,6 +363,7 @@ def fit(model: nn.Module, train_loader: Iterable, test_loader: Iterable, optimiz
         raise ValueError("resume=True needs the out_dir that holds the checkpoint")
 
     per_batch = steps_per_batch(scheduler)
+    loss_fn = TrainingLoss(model, label_smoothing, amp, cuda_graph)  # one for all epochs: graphs are captured once
     epoch = first_epoch = len(history) + 1
     try:
         for epoch in range(len(history) + 1, epochs + 1):
@@ -323,7 +374,8 @@ def fit(model: nn.Module, train_loader: Iterable, test_loader: Iterable, optimiz
             train_loss, train_acc = train_one_epoch(model, train_loader, optimizer, device, epoch,
                                                     scheduler if per_batch else None, label_smoothing,
                                                     ema, amp, progress,
-                                                    estimate_epochs=epochs - epoch + 1 if first else 0)
+                                                    estimate_epochs=epochs - epoch + 1 if first else 0,
+                                                    loss_fn=loss_fn)
             test_loss, test_acc = evaluate(ema if ema is not None else model, test_loader, device, tta, amp)
             seconds = time.perf_counter() - start  # evaluate read its results back: the device is done
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):

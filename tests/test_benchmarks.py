@@ -31,18 +31,33 @@ def test_report_rewrites_only_the_marked_blocks(tmp_path):
     run_dir = tmp_path / "runs" / "a"
     run_dir.mkdir(parents=True)
     (run_dir / "run.json").write_text(json.dumps(_record("s8", "bn", "tuned", 1, [60.0, 70.5])))
-    assert [p.name for p in recipes_benchmark.collect([tmp_path / "runs"], dest)] == \
-        ["full-s8-bn-tuned-device-seed1-e2.json"]
-    readme = tmp_path / "README.md"
+    (run_dir.parent / "b").mkdir()
+    (run_dir.parent / "b" / "run.json").write_text(json.dumps(_record("s8", "bn", "seed", 1, [50.0, 60.0])))
+    (run_dir.parent / "c").mkdir()
+    s9_seed = _record("s9", None, "seed", 2, [a - 1.0 for a in select_recipes.S9_PUBLISHED_TEST_ACC])
+    (run_dir.parent / "c" / "run.json").write_text(json.dumps(s9_seed))
+    assert sorted(p.name for p in recipes_benchmark.collect([tmp_path / "runs"], dest)) == \
+        ["full-s8-bn-seed-device-seed1-e2.json", "full-s8-bn-tuned-device-seed1-e2.json",
+         "full-s9-seed-device-seed2-e20.json"]
+    readme, tuning, figures = tmp_path / "README.md", tmp_path / "tuning.md", tmp_path / "figures"
     blocks = "".join(f"<!-- results:{b} -->\nold\n<!-- /results:{b} -->\n"
                      for b in ("recipes", "full", "sample", "tuning", "speed"))
     readme.write_text("intro\n" + blocks + "outro\n")
-    text = recipes_benchmark.report(readme, dest)
+    tuning.write_text("<!-- results:seed-evidence -->\nold\n<!-- /results:seed-evidence -->\n")
+    figures.mkdir()
+    text = recipes_benchmark.report(readme, dest, tuning, figures)
     assert text.startswith("intro\n") and text.endswith("outro\n") and "\nold\n" not in text
-    assert "| s8-bn | not run | 70.50 % (1 seed) |" in text and "| momentum |" in text
+    assert "| s8-bn | 60.00 % (1 seed) | 70.50 % (1 seed) |" in text and "| momentum |" in text
+    assert "s8-bn +10.50 points (1 vs 1 seeds)" in text
+    evidence = tuning.read_text()
+    assert "between epochs 15 and 16" in evidence and "| rel (the seed recipe now) | 16 |" in evidence
+    assert "| abs | 12, 19 |" in evidence  # the published log's own losses
+    assert "| seed 2 | lr 0.01, threshold rel | yes | 1.00 |" in evidence
+    assert {p.name for p in figures.iterdir()} == {"recipes_s8-bn.png", "recipes_s8-ln.png", "recipes_s8-gn.png",
+                                                   "recipes_s9.png", "seed_vs_log_s9.png"}
     readme.write_text("no markers")
     with pytest.raises(ValueError, match="markers"):
-        recipes_benchmark.report(readme, dest)
+        recipes_benchmark.report(readme, dest, None, None)
 
 
 def test_selection_rules(tmp_path):
@@ -95,3 +110,11 @@ def test_gpu_speed_runs_on_the_cpu_with_smoke_data(tmp_path):
     assert rows[0]["session"] == "s8" and rows[0]["train_s"] > 0 and rows[0]["train_images_per_s"] > 0
     assert "| s8 | device |" in gpu_speed.format_table(rows)
     assert json.loads((tmp_path / "speed.json").read_text())["rows"] == rows
+    assert rows[0]["cuda_graph"] is False
+
+
+def test_gpu_speed_rejects_unknown_cases_and_graphs_on_the_cpu():
+    with pytest.raises(SystemExit):
+        gpu_speed.main(["--smoke", "--cases", "s8/gpu", "--device", "cpu"])
+    with pytest.raises(ValueError, match="CUDA graphs need a CUDA device"):
+        gpu_speed.main(["--smoke", "--epochs", "1", "--cases", "s8/device/graph", "--device", "cpu"])

@@ -50,6 +50,7 @@ def test_smoke_run_writes_every_output(tmp_path):
     (["s8", "--workers", "-1"], "must be 0 (load in the main process) or more"),
     (["s8", "--set", "lr"], "--set takes field=value"),
     (["s8", "--set", "colour=red"], "unknown recipe field(s) colour"),
+    (["s8", "--cuda-graph", "--device", "cpu"], "--cuda-graph needs a CUDA GPU"),
 ])
 def test_bad_arguments_exit_with_one_line(args, message, capsys):
     with pytest.raises(SystemExit) as exit_:

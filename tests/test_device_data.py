@@ -80,6 +80,26 @@ def test_loader_batches_normalises_and_is_reproducible(splits):
         DeviceLoader(test_split.images[:0], test_split.labels[:0])
 
 
+def test_chunked_augmentation_keeps_order_pairs_and_layout(splits):
+    """Augmenting many batches in one call must yield the batches that one call per batch yields."""
+    train_split, _ = splits
+    plain = dict(p_flip=0.0, p_affine=0.0, p_cutout=0.0)
+    per_batch = DeviceLoader(train_split.images, train_split.labels, batch_size=100, seed=1, chunk=100,
+                             channels_last=True, **plain)
+    chunked = DeviceLoader(train_split.images, train_split.labels, batch_size=100, seed=1, chunk=450,
+                           channels_last=True, **plain)
+    a, b = list(per_batch), list(chunked)
+    assert len(a) == len(b) == len(chunked) == len(train_split) // 100
+    for (xa, ya), (xb, yb) in zip(a, b):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+        assert xb.shape[0] == 100 and xb.is_contiguous(memory_format=torch.channels_last)
+    augmented = list(DeviceLoader(train_split.images, train_split.labels, batch_size=100, seed=1, chunk=450))
+    assert [len(y) for _, y in augmented] == [100] * len(a)
+    assert torch.equal(torch.cat([y for _, y in augmented]), torch.cat([y for _, y in a]))  # same shuffle
+    with pytest.raises(ValueError, match="chunk"):
+        DeviceLoader(train_split.images, train_split.labels, chunk=0)
+
+
 def test_presets_match_the_albumentations_pipelines_by_name():
     from helpers.device_data import PRESETS
     assert set(PRESETS) == set(data.AUGMENTATIONS)

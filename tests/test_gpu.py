@@ -88,3 +88,52 @@ def test_bad_data_gives_one_line_on_cuda(tmp_path):
         run.main(["s8", "--data-root", str(tmp_path), "--device", "cuda", "--out", str(tmp_path / "o")])
     message = str(exit_.value.code)
     assert message.startswith("error:") and "data_batch_1" in message and "\n" not in message
+
+
+def _graph_pair(norm="bn", amp=False):
+    """Two copies of the S8 net, one trained through CUDA graphs, one eagerly, from the same weights."""
+    torch.manual_seed(0)
+    eager_model = models.build_model("s8", norm).cuda().to(memory_format=torch.channels_last)
+    graph_model = models.build_model("s8", norm).cuda().to(memory_format=torch.channels_last)
+    graph_model.load_state_dict(eager_model.state_dict())
+    return (train.TrainingLoss(eager_model, 0.1, amp), train.TrainingLoss(graph_model, 0.1, amp, cuda_graph=True))
+
+
+@cuda
+@pytest.mark.parametrize("norm", ["bn", "gn"])
+def test_cuda_graph_step_computes_what_the_eager_step_computes(norm):
+    eager, graphed = _graph_pair(norm)
+    batches = [(torch.randn(64, 3, 32, 32, device="cuda").contiguous(memory_format=torch.channels_last),
+                torch.randint(0, 10, (64,), device="cuda")) for _ in range(4)]
+    optimizers = [recipes.make_optimizer(m.model, recipes.get_recipe("s8", "tuned")) for m in (eager, graphed)]
+    for x, y in batches:  # the first call captures; the optimiser's updates must reach the replays
+        losses = []
+        for loss_fn, opt in zip((eager, graphed), optimizers):
+            opt.zero_grad(set_to_none=True)
+            loss, log_probs = loss_fn.step(x, y)
+            loss.backward()
+            opt.step()
+            losses.append((loss.item(), log_probs.clone()))
+        assert losses[0][0] == pytest.approx(losses[1][0], rel=1e-4)
+        torch.testing.assert_close(losses[0][1], losses[1][1], atol=1e-4, rtol=1e-4)
+    assert graphed.graph_shape is not None and "forward" in vars(graphed)  # the graphs were used
+    for a, b in zip(eager.model.state_dict().values(), graphed.model.state_dict().values()):
+        torch.testing.assert_close(a.float(), b.float(), atol=1e-4, rtol=1e-4)  # BN statistics as eager ones
+    x, y = batches[0][0][:10], batches[0][1][:10]  # another shape runs eagerly
+    loss, _ = graphed.step(x, y)
+    assert torch.isfinite(loss)
+
+
+@cuda
+def test_fit_with_cuda_graphs_trains_and_leaves_the_model_usable(tmp_path):
+    common = dict(epochs=2, smoke=True, device="cuda", loader="device", progress=False, verbose=False)
+    eager = run.train_course_net("s8", "bn", "tuned", amp=False, **common)
+    graphed = run.train_course_net("s8", "bn", "tuned", amp=False, cuda_graph=True, out=tmp_path / "g", **common)
+    for a, b in zip(eager.history, graphed.history):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=0.02, abs=0.01)
+        assert a["test_acc"] == pytest.approx(b["test_acc"], abs=3.0)
+    model = graphed.model
+    assert "forward" not in vars(model)  # the graphs live in TrainingLoss, not in the model
+    model.train()
+    assert model(torch.randn(2, 3, 32, 32, device="cuda")).shape == (2, 10)  # any batch size still works
+    assert json.loads((tmp_path / "g" / "run.json").read_text())["cuda_graph"] is True

@@ -4,6 +4,7 @@ import pickle
 
 import pytest
 import torch
+import torch.nn.functional as F
 from payloads import Exploit
 from torch import nn
 
@@ -38,6 +39,18 @@ def _run(splits, epochs, schedule="step", out_dir=None, resume=False, n_train=25
     history = train.fit(model, train_loader, test_loader, optimizer, scheduler, epochs, "cpu",
                         out_dir=out_dir, resume=resume, progress=False, verbose=False, **fit_kwargs)
     return history, model, optimizer, scheduler, train_loader
+
+
+def test_training_loss_is_smoothed_nll_and_cuda_graphs_need_cuda(splits):
+    model = models.S8("bn")
+    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    loss_fn = train.TrainingLoss(model, label_smoothing=0.1, cuda_graph=True)
+    loss, log_probs = loss_fn.step(x, y)  # a CPU batch: computed eagerly, nothing captured
+    expected = 0.9 * F.nll_loss(log_probs, y) - 0.1 * log_probs.mean()  # (1 - e) NLL + e x mean over classes
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert loss_fn.graph_shape is None and loss.requires_grad and not log_probs.requires_grad
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        _run(splits, 1, cuda_graph=True)
 
 
 def test_two_epoch_fit_clearly_beats_chance(splits):
