@@ -1,18 +1,27 @@
-"""The whole full-CIFAR-10 GPU session in one command: tune, choose, time, train the finals, execute the notebooks.
+"""The full-CIFAR-10 GPU plan, in phases that fit the device's 10-minute calls and carry over between sessions.
 
-    source .device/setup.sh && python benchmarks/full_cifar.py --out "$OUT"       # on the lent GPU
-    python benchmarks/full_cifar.py --smoke --epochs 1 --budget 600 --out /tmp/o  # a dry run anywhere
+    source .device/setup.sh && python benchmarks/full_cifar.py --out "$OUT" --phases speed tune     # one call
+    source .device/setup.sh && python benchmarks/full_cifar.py --out "$OUT" --phases finals loaders # the next
+    python benchmarks/full_cifar.py --smoke --epochs 1 --budget 120 --out /tmp/o --phases tune      # anywhere
 
-Phases, each with its own share of the time budget (jobs still running at a phase's end are stopped):
-1. tuning: every candidate of benchmarks/select_recipes.py on the validation split, and the seed
-   documents' readings (seed 1, test set), side by side on the one GPU;
-2. choice: benchmarks/select_recipes.py writes the chosen values into helpers/recipes.py;
-3. speed, alone on the GPU: benchmarks/gpu_speed.py, then `python -m helpers.run s9 --recipe tuned
-   --loader device` timed from process start to figures written (it is also the seed-1 final);
-4. finals, side by side: seeds 1-3 of every chosen recipe, the albumentations loader beside the
-   device loader (S9), both notebooks executed, and the test suite.
-Every run writes run.json into runs/gpu/...; after each phase the run.json files, logs, the
-rewritten recipes.py and the executed notebooks are packed into OUT/results.tar.gz.
+Phases, run in this order whatever order they are named in:
+
+* ``speed``: benchmarks/gpu_speed.py alone on the GPU (both loaders, with and without CUDA graphs),
+  then ``python -m helpers.run s9 --recipe tuned`` timed from process start to figures written;
+* ``tune``: every candidate of benchmarks/select_recipes.py on the validation split and the seed
+  documents' readings (seed 1, test set), side by side; then select_recipes.py applies its fixed
+  rules to these runs and to the committed ones (doc/results) and rewrites helpers/recipes.py;
+* ``finals``: seeds 1-3 of the seed and tuned recipes of every run (S8 BN / LN / GN, S9), device loader;
+* ``loaders``: S9 seed and tuned recipes, seeds 1-3, with the albumentations loader (to compare);
+* ``notebooks``: both notebooks executed on full CIFAR-10 (.device/execute.py);
+* ``tests``: ``python -m pytest`` (CUDA tests included), started first and run beside the rest.
+
+A run whose result is already committed in doc/results (same recipe, seed, loader, data and
+epochs) is not run again, so each session picks up where the last one stopped. Every run is a
+``python -m helpers.run`` process with one CPU thread (the GPU does the work; 16 threads per
+process starve 16 cores). Logs and run.json files go to runs/gpu/ and, after every phase, into
+OUT/results.tar.gz, with the rewritten recipes.py and the executed notebooks; locally,
+``python benchmarks/recipes.py collect`` and ``report`` turn them into doc/results and the README.
 """
 
 from __future__ import annotations
@@ -30,14 +39,21 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import select_recipes as sel  # noqa: E402
+from helpers import recipes  # noqa: E402
 
 RUNS = ROOT / "runs" / "gpu"
+RESULTS = ROOT / "doc" / "results"
 NORMS = ("bn", "ln", "gn")
+PHASES = ("speed", "tune", "finals", "loaders", "notebooks", "tests")
+FULL = "CIFAR-10: 50000 train / 10000 test images"
+VALIDATION = "CIFAR-10: 45000 train / 5000 validation (last 10 % of train) images"
 
 
 class Job:
+    """One process of the plan, its log in runs/gpu/logs/."""
+
     def __init__(self, name: str, argv: list[str], env: dict | None = None):
-        self.name, self.argv, self.env = name, argv, env
+        self.name, self.argv, self.env = name, argv, env or {}
         self.proc: subprocess.Popen | None = None
         self.started = self.ended = None
 
@@ -46,7 +62,7 @@ class Job:
         log.parent.mkdir(parents=True, exist_ok=True)
         self.log = open(log, "w")
         self.proc = subprocess.Popen(self.argv, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, **(self.env or {})})
+                                     env={**os.environ, "OMP_NUM_THREADS": "1", **self.env})
         self.started = time.time()
 
 
@@ -69,20 +85,78 @@ def run_jobs(jobs: list[Job], parallel: int, deadline: float, label: str) -> Non
     for job in running:
         job.proc.kill()
         job.log.close()
-        print(f"[{label}] {job.name}: stopped at the phase's deadline", flush=True)
+        print(f"[{label}] {job.name}: stopped at the deadline", flush=True)
     for job in waiting:
         print(f"[{label}] {job.name}: not started (no time left)", flush=True)
 
 
+def committed(folder: Path = RESULTS) -> list[dict]:
+    """The run records committed in doc/results (what earlier sessions measured)."""
+    return sel.load_runs(folder)
+
+
+def is_done(records: list[dict], session: str, norm: str, recipe: recipes.Recipe, seed: int, loader: str,
+            data: str, epochs: int) -> bool:
+    """Is there a record of this very run (recipe, seed, loader, data, epochs)?"""
+    return any(r["config"]["session"] == session and (session == "s9" or r["config"]["norm"] == norm)
+               and r["config"]["seed"] == seed and r["config"]["loader"] == loader
+               and r["config"]["data"] == data and r["epochs"] == epochs
+               and recipes.Recipe(**r["config"]["recipe"]) == recipe for r in records)
+
+
 def cli(name: str, session: str, norm: str | None, recipe: str, seed: int, epochs: int, overrides: dict,
-        validation: bool = False, loader: str = "device", smoke: bool = False) -> Job:
+        validation: bool = False, loader: str = "device", smoke: bool = False, cuda_graph: bool = False) -> Job:
+    """A ``python -m helpers.run`` job writing into runs/gpu/NAME."""
     argv = [sys.executable, "-m", "helpers.run", session, "--recipe", recipe, "--seed", str(seed),
             "--epochs", str(epochs), "--loader", loader, "--out", str(RUNS / name), "--no-progress"]
     argv += ["--norm", norm] if session == "s8" else []
     argv += ["--set", *sel.candidate_args(overrides)] if overrides else []
     argv += ["--validation"] if validation else []
     argv += ["--smoke"] if smoke else []
+    argv += ["--workers", "3"] if loader == "albumentations" else []  # several of them share 16 cores
+    argv += ["--cuda-graph"] if cuda_graph and loader == "device" else []
     return Job(name, argv)
+
+
+def _plan(specs: list[tuple], records: list[dict], epochs: int, smoke: bool, cuda_graph: bool) -> list[Job]:
+    """Jobs for (name, session, norm, recipe name, seed, overrides, validation, loader) specs not yet done."""
+    jobs, planned = [], []
+    for name, session, norm, recipe_name, seed, overrides, validation, loader in specs:
+        recipe = recipes.recipe_with_settings(session, recipe_name, norm or "bn", overrides)
+        if is_done(records, session, norm or "bn", recipe, seed, loader, VALIDATION if validation else FULL, epochs):
+            print(f"[plan] {name}: already in doc/results", flush=True)
+            continue
+        if (session, norm, recipe, seed, validation, loader) in planned:
+            continue  # a candidate that is the recipe as it is now
+        planned.append((session, norm, recipe, seed, validation, loader))
+        jobs.append(cli(name, session, norm, recipe_name, seed, epochs, overrides, validation, loader, smoke,
+                        cuda_graph))
+    return jobs
+
+
+def tune_jobs(records: list[dict], epochs: int, smoke: bool = False, cuda_graph: bool = False) -> list[Job]:
+    """The candidates on the validation split and the seed documents' readings, the long S9 runs first."""
+    specs = []
+    for key, candidates in sel.CANDIDATES.items():
+        session, norm = ("s9", None) if key == "s9" else ("s8", key[3:])
+        specs += [(f"tune/{key}-{sel.candidate_name(c)}", session, norm, "tuned", 1, c, True, "device")
+                  for c in candidates]
+    specs += [(f"read/s9-{sel.candidate_name(r)}-s1", "s9", None, "seed", 1, r, False, "device")
+              for r in sel.S9_READINGS]
+    specs += [(f"read/s8-{n}-{sel.candidate_name(r)}-s1", "s8", n, "seed", 1, r, False, "device")
+              for r in sel.S8_READINGS for n in NORMS]
+    specs.sort(key=lambda s: (s[1] != "s9", s[0].startswith("read/s8")))  # S9 first, the S8 readings last
+    return _plan(specs, records, epochs, smoke, cuda_graph)
+
+
+def final_jobs(records: list[dict], epochs: int, smoke: bool = False, cuda_graph: bool = False,
+               loader: str = "device") -> list[Job]:
+    """Seeds 1-3 of the recipes as helpers/recipes.py holds them now (S9 only for the albumentations loader)."""
+    runs = [("s9", None)] + ([] if loader == "albumentations" else [("s8", n) for n in NORMS])
+    specs = [(f"final/{session}{'-' + norm if norm else ''}-{recipe}-{loader}-s{seed}", session, norm, recipe, seed,
+              {}, False, loader)
+             for seed in (1, 2, 3) for session, norm in runs for recipe in ("tuned", "seed")]
+    return _plan(specs, records, epochs, smoke, cuda_graph)
 
 
 def pack(out: Path) -> None:
@@ -103,77 +177,73 @@ def pack(out: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="where results.tar.gz goes ($OUT on the GPU machine)")
+    p.add_argument("--phases", nargs="+", choices=PHASES, default=list(PHASES), help="default: all")
     p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--budget", type=float, default=500, help="seconds for all phases together")
-    p.add_argument("--parallel", type=int, default=14, help="runs side by side")
+    p.add_argument("--budget", type=float, default=540, help="seconds for all phases together (default 540)")
+    p.add_argument("--parallel", type=int, default=10, help="runs side by side (default 10)")
+    p.add_argument("--cuda-graph", action="store_true", help="train the device-loader runs with --cuda-graph")
     p.add_argument("--smoke", action="store_true", help="synthetic data: a dry run of the plan")
-    p.add_argument("--skip-notebooks", action="store_true")
     args = p.parse_args(argv)
     t0, out, e, smoke = time.time(), Path(args.out), args.epochs, args.smoke
+    deadline = t0 + args.budget
+    phases = [ph for ph in PHASES if ph in args.phases]
     if RUNS.exists():
         shutil.rmtree(RUNS)
     RUNS.mkdir(parents=True)
+    records = [] if smoke else committed()
 
-    # 1. tuning on the validation split, and the seed documents' readings
+    tests = None
+    if "tests" in phases:  # beside everything else: it reads the notebooks before any is executed
+        tests = Job("pytest", [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"])
+        tests.start()
+
+    if "speed" in phases:  # alone on the device (the test suite is mostly CPU work)
+        speed = [sys.executable, "benchmarks/gpu_speed.py", "--json", str(RUNS / "speed.json")]
+        speed += ["--smoke", "--cases", "s8/device"] if smoke else []
+        try:
+            subprocess.run(speed, cwd=ROOT, check=False, timeout=max(30.0, deadline - time.time()),
+                           env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=open(RUNS / "speed.log", "w"),
+                           stderr=subprocess.STDOUT)
+        except subprocess.TimeoutExpired:
+            print("[plan] the speed benchmark ran out of time", flush=True)
+        start = time.time()
+        timed = cli("speed/s9-tuned-cli", "s9", None, "tuned", 1, e, {}, smoke=smoke, cuda_graph=args.cuda_graph)
+        subprocess.run(timed.argv, cwd=ROOT, check=False, stdout=open(RUNS / "speed_cli.log", "w"),
+                       stderr=subprocess.STDOUT)
+        (RUNS / "cli_s9_time.txt").write_text(f"{time.time() - start:.1f} s from process start to figures written\n")
+        pack(out)
+        print(f"[plan] speed done at {time.time() - t0:.0f} s", flush=True)
+
+    if "tune" in phases:
+        run_jobs(tune_jobs(records, e, smoke, args.cuda_graph), args.parallel, deadline, "tune")
+        choose = [sys.executable, "benchmarks/select_recipes.py", str(RUNS), "--epochs", str(e),
+                  "--evidence", str(RUNS / "selection.json")]
+        choose += ["--dry-run"] if smoke else [str(RESULTS)]  # a dry run of the plan changes no recipe
+        subprocess.run(choose, cwd=ROOT, check=False)
+        pack(out)
+        print(f"[plan] tuning and choice done at {time.time() - t0:.0f} s", flush=True)
+
     jobs = []
-    for key, candidates in sel.CANDIDATES.items():
-        session, norm = ("s9", None) if key == "s9" else ("s8", key[3:])
-        jobs += [cli(f"tune/{key}-{sel.candidate_name(c)}", session, norm, "tuned", 1, e, c, validation=True,
-                     smoke=smoke) for c in candidates]
-    jobs += [cli(f"read/s9-{sel.candidate_name(r)}-s1", "s9", None, "seed", 1, e, r, smoke=smoke)
-             for r in sel.S9_READINGS]
-    jobs += [cli(f"read/s8-{n}-{sel.candidate_name(r)}-s1", "s8", n, "seed", 1, e, r, smoke=smoke)
-             for r in sel.S8_READINGS for n in NORMS]
-    jobs.sort(key=lambda j: not j.name.startswith(("tune/s9", "read/s9")))  # the long S9 runs first
-    run_jobs(jobs, args.parallel, t0 + 0.45 * args.budget, "tune")
-
-    # 2. choice by the fixed rules
-    subprocess.run([sys.executable, "benchmarks/select_recipes.py", str(RUNS), "--epochs", str(e),
-                    "--evidence", str(RUNS / "selection.json")], cwd=ROOT, check=False)
-    pack(out)
-    print(f"[plan] choice made at {time.time() - t0:.0f} s", flush=True)
-
-    # 3. speed, alone on the device
-    speed = [sys.executable, "benchmarks/gpu_speed.py", "--json", str(RUNS / "speed.json"),
-             "--cases", "s9/device", "s8/device", "s9/albumentations"] + (["--smoke"] if smoke else [])
-    try:
-        subprocess.run(speed, cwd=ROOT, check=False, timeout=max(30, 0.2 * args.budget))
-    except subprocess.TimeoutExpired:
-        print("[plan] the speed benchmark ran out of its time", flush=True)
-    start = time.time()
-    first = cli("final/s9-tuned-device-s1", "s9", None, "tuned", 1, e, {}, smoke=smoke)
-    subprocess.run(first.argv, cwd=ROOT, check=False, stdout=open(RUNS / "final_s9_cli.log", "w"),
-                   stderr=subprocess.STDOUT)
-    (RUNS / "cli_s9_time.txt").write_text(f"{time.time() - start:.1f} s from process start to figures written\n")
-    pack(out)
-    print(f"[plan] speed done at {time.time() - t0:.0f} s", flush=True)
-
-    # 4. finals, notebooks, tests
-    jobs = [Job("pytest", [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"])]  # reads the
-    # notebooks at collection, before the executed ones are written back
-    if not args.skip_notebooks:
+    if "finals" in phases:
+        jobs += final_jobs(records, e, smoke, args.cuda_graph)
+    if "loaders" in phases:
+        jobs += final_jobs(records, e, smoke, loader="albumentations")
+    if "notebooks" in phases:
         for nb in ("s9_advanced_convolutions", "s8_normalization"):
-            jobs.append(Job(f"notebook/{nb}", [sys.executable, ".device/execute.py", f"notebooks/{nb}.ipynb"],
-                            env={"SMOKE_TEST": "1"} if smoke else {}))
-    for seed in (2, 3):
-        jobs.append(cli(f"final/s9-tuned-device-s{seed}", "s9", None, "tuned", seed, e, {}, smoke=smoke))
-    for seed in (2, 3):  # seed 1 of the chosen reading ran in phase 1
-        jobs.append(cli(f"final/s9-seed-device-s{seed}", "s9", None, "seed", seed, e, {}, smoke=smoke))
-    for recipe in ("tuned", "seed"):
-        jobs.append(cli(f"final/s9-{recipe}-albumentations-s1", "s9", None, recipe, 1, e, {},
-                        loader="albumentations", smoke=smoke))
-    for seed in (1, 2, 3):
-        for n in NORMS:
-            jobs.append(cli(f"final/s8-{n}-tuned-s{seed}", "s8", n, "tuned", seed, e, {}, smoke=smoke))
-            if seed > 1:
-                jobs.append(cli(f"final/s8-{n}-seed-s{seed}", "s8", n, "seed", seed, e, {}, smoke=smoke))
-    for recipe in ("tuned", "seed"):
-        for seed in (2, 3):
-            jobs.append(cli(f"final/s9-{recipe}-albumentations-s{seed}", "s9", None, recipe, seed, e, {},
-                            loader="albumentations", smoke=smoke))
-    run_jobs(jobs, args.parallel, t0 + args.budget, "final")
+            jobs.insert(0, Job(f"notebook/{nb}", [sys.executable, ".device/execute.py", f"notebooks/{nb}.ipynb"],
+                               env={"SMOKE_TEST": "1"} if smoke else {}))
+    run_jobs(jobs, args.parallel, deadline, "final")
+
+    if tests is not None:
+        try:
+            tests.proc.wait(timeout=max(1.0, deadline - time.time()))
+            print(f"[plan] pytest: exit {tests.proc.returncode} after {time.time() - tests.started:.0f} s", flush=True)
+        except subprocess.TimeoutExpired:
+            tests.proc.kill()
+            print("[plan] pytest: stopped at the deadline", flush=True)
+        tests.log.close()
     pack(out)
-    print(f"[plan] done at {time.time() - t0:.0f} s", flush=True)
+    print(f"[plan] {', '.join(phases)} done at {time.time() - t0:.0f} s", flush=True)
 
 
 if __name__ == "__main__":

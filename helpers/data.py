@@ -458,7 +458,22 @@ def s9_train_transforms(mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[floa
     ], strict=True)
 
 
-AUGMENTATIONS = ("s8", "flip", "s9", "s9-light")
+def crop_flip_train_transforms(mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD,
+                               pad: int = 2, size: int = 32, p_flip: float = 0.5):
+    """Random ``size`` x ``size`` crops of the image padded by ``pad`` reflected pixels (shifts of up
+    to +-pad whole pixels) and horizontal flip p=0.5: the augmentation of fast short CIFAR-10
+    training runs (e.g. KellerJordan/cifar10-airbench), lighter than shift-scale-rotate + cutout."""
+    A, ToTensorV2 = _albumentations()
+    return A.Compose([
+        A.PadIfNeeded(min_height=size + 2 * pad, min_width=size + 2 * pad, border_mode=4),  # 4 = REFLECT_101
+        A.RandomCrop(height=size, width=size),
+        A.HorizontalFlip(p=p_flip),
+        A.Normalize(mean=mean, std=std, max_pixel_value=255.0),
+        ToTensorV2(),
+    ], strict=True)
+
+
+AUGMENTATIONS = ("s8", "flip", "s9", "s9-light", "crop-flip")
 
 
 def train_transforms(name: str, mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD):
@@ -467,7 +482,8 @@ def train_transforms(name: str, mean: Sequence[float] = CIFAR10_MEAN, std: Seque
     * "s8": the Session 8 seed's flip and rotation, p=0.1 each;
     * "flip": horizontal flip, p=0.5;
     * "s9": the Session 9 seed's flip, shift-scale-rotate and cutout, p=0.5 each;
-    * "s9-light": the same three, with shift-scale-rotate and cutout at p=0.25 only.
+    * "s9-light": the same three, with shift-scale-rotate and cutout at p=0.25 only;
+    * "crop-flip": random crops of the image reflect-padded by 2 pixels, and horizontal flip p=0.5.
     """
     if name == "s8":
         return s8_train_transforms(mean, std)
@@ -477,6 +493,8 @@ def train_transforms(name: str, mean: Sequence[float] = CIFAR10_MEAN, std: Seque
         return s9_train_transforms(mean, std)
     if name == "s9-light":
         return s9_train_transforms(mean, std, p_affine=0.25, p_cutout=0.25)
+    if name == "crop-flip":
+        return crop_flip_train_transforms(mean, std)
     raise ValueError(f"unknown augmentation {name!r}; choose one of {', '.join(AUGMENTATIONS)}")
 
 

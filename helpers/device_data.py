@@ -20,7 +20,7 @@ same size (the last partial batch of an epoch is dropped, as ``drop_last``), so 
 static for cuDNN's autotuner and for compiled models.
 
 ``PRESETS`` holds the arguments that mirror each named albumentations pipeline of
-``helpers.data.train_transforms`` ("s8", "flip", "s9", "s9-light"): the same transforms with the
+``helpers.data.train_transforms`` ("s8", "flip", "s9", "s9-light", "crop-flip"): the same transforms with the
 same probabilities and ranges, though not pixel for pixel (interpolation differs, and borders are
 always reflected, where the "s8" pipeline's rotation fills them with black). The loader yields
 ``(images, labels)`` like a DataLoader, so ``helpers.train.fit`` takes it as it is. The
@@ -47,6 +47,9 @@ PRESETS = {
     "flip": dict(p_flip=0.5, p_affine=0.0, p_cutout=0.0),
     "s9": dict(p_flip=0.5, p_affine=0.5, p_cutout=0.5),
     "s9-light": dict(p_flip=0.5, p_affine=0.25, p_cutout=0.25),
+    # shifts of -2..2 whole pixels on each axis, reflected borders: the pad-2 random crop
+    "crop-flip": dict(p_flip=0.5, p_affine=1.0, shift=2 / 32, scale=0.0, rotate=0.0, p_cutout=0.0,
+                      whole_pixels=True),
 }
 
 
@@ -54,10 +57,12 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator,
                   mean: Sequence[float] | torch.Tensor = CIFAR10_MEAN,
                   p_flip: float = 0.5, p_affine: float = 0.5, p_cutout: float = 0.5,
                   shift: float = 0.0625, scale: float = 0.1, rotate: float = 15.0,
-                  cutout: int = 16) -> torch.Tensor:
+                  cutout: int = 16, whole_pixels: bool = False) -> torch.Tensor:
     """Augment a float batch (N, 3, H, W) in [0, 1]; every sample draws its own parameters.
 
     ``mean`` (the cutout fill) may be a tensor already on the device, which saves a copy.
+    ``whole_pixels`` draws each shift uniformly from the whole pixels within +-shift (a random
+    crop of the padded image: no interpolation) instead of from a continuous range.
     """
     n, _, h, w = x.shape
     dev = x.device
@@ -74,6 +79,10 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator,
         angle = torch.deg2rad(uniform(2, -rotate, rotate))
         s = uniform(3, 1 - scale, 1 + scale)
         tx, ty = uniform(4, -shift, shift) * 2, uniform(5, -shift, shift) * 2  # normalised coords span 2
+        if whole_pixels:  # -k..k pixels, each as likely: round a uniform draw over (-k - 1/2, k + 1/2)
+            k = round(shift * w)
+            tx = torch.round((r[:, 4] * 2 - 1) * (k + 0.5)).clamp_(-k, k) * 2 / w
+            ty = torch.round((r[:, 5] * 2 - 1) * (k + 0.5)).clamp_(-k, k) * 2 / h
         cos, sin = torch.cos(angle) / s, torch.sin(angle) / s
         # affine_grid maps output -> input: the inverse of "scale, rotate, then shift"
         theta = torch.stack([torch.stack([cos, sin, -(cos * tx + sin * ty)], 1),

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from benchmarks import gpu_speed, select_recipes, tune
+from benchmarks import full_cifar, gpu_speed, select_recipes, tune
 from benchmarks import recipes as recipes_benchmark
 from helpers import recipes, run
 
@@ -118,3 +118,30 @@ def test_gpu_speed_rejects_unknown_cases_and_graphs_on_the_cpu():
         gpu_speed.main(["--smoke", "--cases", "s8/gpu", "--device", "cpu"])
     with pytest.raises(ValueError, match="CUDA graphs need a CUDA device"):
         gpu_speed.main(["--smoke", "--epochs", "1", "--cases", "s8/device/graph", "--device", "cpu"])
+
+
+def test_full_cifar_plan_runs_only_what_is_not_committed():
+    done = _record("s9", None, "tuned", 1, [80.0] * 20)  # as full_cifar.FULL, device loader, 20 epochs
+    other_recipe = _record("s9", None, "seed", 2, [70.0] * 20)
+    other_recipe["config"]["recipe"]["lr"] = 0.5  # made with a recipe that is not the seed recipe now
+    names = [j.name for j in full_cifar.final_jobs([done, other_recipe], 20)]
+    assert "final/s9-tuned-device-s1" not in names and "final/s9-seed-device-s2" in names
+    assert len(names) == 3 * 4 * 2 - 1  # seeds x (S9, S8 BN/LN/GN) x (seed, tuned), less the committed run
+    albumentations = full_cifar.final_jobs([], 20, loader="albumentations", cuda_graph=True)
+    assert len(albumentations) == 6 and all("--workers" in j.argv and "--cuda-graph" not in j.argv
+                                            for j in albumentations)
+    tune = full_cifar.tune_jobs([], 20, cuda_graph=True)
+    expected = sum(map(len, select_recipes.CANDIDATES.values())) + len(select_recipes.S9_READINGS) + \
+        3 * len(select_recipes.S8_READINGS)
+    assert len(tune) == expected and tune[0].argv[3] == "s9" and "--cuda-graph" in tune[0].argv
+    assert sum("--validation" in j.argv for j in tune) == sum(map(len, select_recipes.CANDIDATES.values()))
+    val = _record("s8", "ln", "tuned", 1, [75.0] * 20, kind=full_cifar.VALIDATION)
+    assert "tune/s8-ln-base" not in [j.name for j in full_cifar.tune_jobs([val], 20)]
+
+
+def test_full_cifar_plan_runs_a_candidate_equal_to_the_recipe_once(monkeypatch):
+    now = recipes.get_recipe("s9", "tuned")
+    monkeypatch.setattr(select_recipes, "CANDIDATES", {"s9": [{}, {"lr": now.lr}, {"lr": now.lr * 2}]})
+    monkeypatch.setattr(select_recipes, "S9_READINGS", [])
+    monkeypatch.setattr(select_recipes, "S8_READINGS", [])
+    assert [j.name for j in full_cifar.tune_jobs([], 20)] == ["tune/s9-base", f"tune/s9-lr{now.lr * 2}"]

@@ -139,7 +139,7 @@ def test_pipelines_are_strict_and_use_albumentations_2_arguments():
 
 
 def test_augmentations_by_name():
-    assert data.AUGMENTATIONS == ("s8", "flip", "s9", "s9-light")
+    assert data.AUGMENTATIONS == ("s8", "flip", "s9", "s9-light", "crop-flip")
     for name in data.AUGMENTATIONS:
         assert data.train_transforms(name).strict
     assert list(_by_name(data.train_transforms("s8"))) == list(_by_name(data.s8_train_transforms()))
@@ -151,8 +151,22 @@ def test_augmentations_by_name():
     image = np.arange(32 * 32 * 3, dtype=np.uint8).reshape(32, 32, 3)
     mirrored = data.flip_train_transforms(p_flip=1.0)(image=image)["image"]
     torch.testing.assert_close(mirrored, data.eval_transforms()(image=image[:, ::-1].copy())["image"])
-    with pytest.raises(ValueError, match="s8, flip, s9, s9-light"):
+    with pytest.raises(ValueError, match="s8, flip, s9, s9-light, crop-flip"):
         data.train_transforms("crop")
+
+
+def test_crop_flip_shifts_by_whole_pixels_within_two():
+    image = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    plain = data.eval_transforms()(image=image)["image"]
+    tf = data.crop_flip_train_transforms(p_flip=0.0)
+    shifts = set()
+    for _ in range(60):
+        out = tf(image=image)["image"]
+        found = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
+                 if torch.allclose(out[:, 2:-2, 2:-2], plain[:, 2 + dy:30 + dy, 2 + dx:30 + dx], atol=1e-5)]
+        assert len(found) == 1, found  # the inside of each crop is the image moved by whole pixels
+        shifts.add(found[0])
+    assert len(shifts) > 12  # of the 25 possible
 
 
 def test_cutout_leaves_one_16x16_hole_of_mean_colour():

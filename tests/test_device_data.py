@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from helpers import data
-from helpers.device_data import DeviceLoader, augment_batch
+from helpers.device_data import PRESETS, DeviceLoader, augment_batch
 
 
 def _generator(seed=0):
@@ -100,6 +100,19 @@ def test_chunked_augmentation_keeps_order_pairs_and_layout(splits):
         DeviceLoader(train_split.images, train_split.labels, chunk=0)
 
 
+def test_crop_flip_preset_moves_each_image_by_whole_pixels():
+    x = torch.rand(400, 3, 32, 32)
+    out = augment_batch(x, _generator(5), **{**PRESETS["crop-flip"], "p_flip": 0.0})
+    counts = {}
+    for a, b in zip(out, x):
+        found = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
+                 if torch.allclose(a[:, 2:-2, 2:-2], b[:, 2 + dy:30 + dy, 2 + dx:30 + dx], atol=1e-4)]
+        assert len(found) == 1, found  # no interpolation: a whole-pixel shift
+        for axis, v in enumerate(found[0]):
+            counts[(axis, v)] = counts.get((axis, v), 0) + 1
+    assert all(50 < counts.get((axis, v), 0) < 110 for axis in (0, 1) for v in range(-2, 3))  # ~80 each
+
+
 def test_presets_match_the_albumentations_pipelines_by_name():
     from helpers.device_data import PRESETS
     assert set(PRESETS) == set(data.AUGMENTATIONS)
@@ -110,7 +123,8 @@ def test_presets_match_the_albumentations_pipelines_by_name():
     assert (same | mirrored).all() and 0.4 < mirrored.float().mean().item() < 0.6
     assert PRESETS["s8"]["p_flip"] == 0.1 and PRESETS["s8"]["rotate"] == 10.0 and PRESETS["s8"]["p_cutout"] == 0
     # every preset uses the probabilities of the albumentations pipeline of the same name
-    kinds = {"HorizontalFlip": "p_flip", "Affine": "p_affine", "Rotate": "p_affine", "CoarseDropout": "p_cutout"}
+    kinds = {"HorizontalFlip": "p_flip", "Affine": "p_affine", "Rotate": "p_affine", "RandomCrop": "p_affine",
+             "CoarseDropout": "p_cutout"}
     for name, preset in PRESETS.items():
         probabilities = {kinds[type(t).__name__]: t.p for t in data.train_transforms(name).transforms
                          if type(t).__name__ in kinds}
