@@ -11,12 +11,14 @@ sample with its own random parameters:
 * one ``cutout`` x ``cutout`` hole filled with the mean colour with probability ``p_cutout``;
 * normalisation with the dataset mean / std.
 
-Images are augmented ``chunk`` at a time (8,192 by default, then cut into batches): a small
-net's step is bound by how fast Python launches kernels, and one augmentation call of ~60
-kernels per chunk instead of per batch takes most of them away. All random numbers of a chunk
-are drawn in one call, the constants (mean, std) are built once per loader, and nothing waits
-for the device inside the loop: the GPU works through the batches while Python queues the next. Training batches all have the
-same size (the last partial batch of an epoch is dropped, as ``drop_last``), so shapes stay
+On a GPU, images are augmented ``chunk`` at a time (8,192 by default, then cut into batches):
+a small net's step is bound by how fast Python launches kernels, and one augmentation call of
+~60 kernels per chunk instead of per batch takes most of them away. On a CPU, where launching
+costs little, a chunk is one batch (larger ones run slower there: they fall out of the
+caches). All random numbers of a chunk are drawn in one call, the constants (mean, std) are
+built once per loader, and nothing waits for the device inside the loop: the GPU works through
+the batches while Python queues the next. Training batches all have the same size (the last
+partial batch of an epoch is dropped, as ``drop_last``), so shapes stay
 static for cuDNN's autotuner and for compiled models.
 
 ``PRESETS`` holds the arguments that mirror each named albumentations pipeline of
@@ -112,10 +114,11 @@ class DeviceLoader:
     def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int = 128,
                  device: torch.device | str = "cpu", train: bool = True, seed: int = 0,
                  mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD,
-                 channels_last: bool = False, drop_last: bool | None = None, chunk: int = 8192, **augment):
+                 channels_last: bool = False, drop_last: bool | None = None, chunk: int | None = None,
+                 **augment):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        if chunk < 1:
+        if chunk is not None and chunk < 1:
             raise ValueError(f"chunk must be at least 1, got {chunk}")
         if len(images) == 0:
             raise ValueError("the dataset is empty; check the data folder")
@@ -124,6 +127,7 @@ class DeviceLoader:
         self.labels = torch.as_tensor(labels, dtype=torch.long).to(self.device)
         self.batch_size, self.train, self.seed, self.epoch = batch_size, train, seed, 0
         self.augment, self.channels_last = augment, channels_last
+        chunk = chunk or (8192 if self.device.type == "cuda" else batch_size)
         self.chunk = max(1, chunk // batch_size) * batch_size  # whole batches per augmentation call
         # training drops the last partial batch (static shapes); evaluation sees every image
         self.drop_last = train and len(labels) >= batch_size if drop_last is None else drop_last

@@ -96,6 +96,7 @@ def test_chunked_augmentation_keeps_order_pairs_and_layout(splits):
     augmented = list(DeviceLoader(train_split.images, train_split.labels, batch_size=100, seed=1, chunk=450))
     assert [len(y) for _, y in augmented] == [100] * len(a)
     assert torch.equal(torch.cat([y for _, y in augmented]), torch.cat([y for _, y in a]))  # same shuffle
+    assert DeviceLoader(train_split.images, train_split.labels, batch_size=100).chunk == 100  # CPU: one batch
     with pytest.raises(ValueError, match="chunk"):
         DeviceLoader(train_split.images, train_split.labels, chunk=0)
 
