@@ -6,6 +6,8 @@
 
 Phases, run in this order whatever order they are named in:
 
+* ``tests``: ``python -m pytest`` (CUDA tests included), first and alone, so a broken GPU path
+  shows before anything is measured with it;
 * ``speed``: benchmarks/gpu_speed.py alone on the GPU (both loaders, with and without CUDA graphs),
   then ``python -m helpers.run s9 --recipe tuned`` timed from process start to figures written;
 * ``tune``: every candidate of benchmarks/select_recipes.py on the validation split and the seed
@@ -13,20 +15,22 @@ Phases, run in this order whatever order they are named in:
   rules to these runs and to the committed ones (doc/results) and rewrites helpers/recipes.py;
 * ``finals``: seeds 1-3 of the seed and tuned recipes of every run (S8 BN / LN / GN, S9), device loader;
 * ``loaders``: S9 seed and tuned recipes, seeds 1-3, with the albumentations loader (to compare);
-* ``notebooks``: both notebooks executed on full CIFAR-10 (.device/execute.py);
-* ``tests``: ``python -m pytest`` (CUDA tests included), started first and run beside the rest.
+* ``notebooks``: both notebooks executed on full CIFAR-10 (.device/execute.py).
 
 A run whose result is already committed in doc/results (same recipe, seed, loader, data and
 epochs) is not run again, so each session picks up where the last one stopped. Every run is a
 ``python -m helpers.run`` process with one CPU thread (the GPU does the work; 16 threads per
 process starve 16 cores). Logs and run.json files go to runs/gpu/ and, after every phase, into
-OUT/results.tar.gz, with the rewritten recipes.py and the executed notebooks; locally,
-``python benchmarks/recipes.py collect`` and ``report`` turn them into doc/results and the README.
+OUT/results.tar.gz, with the executed notebooks and, after ``tune``, the rewritten recipes.py.
+Each device call starts from this checkout, so between calls unpack the archive here (it
+replaces helpers/recipes.py with the chosen one), run ``python benchmarks/recipes.py collect
+runs/gpu`` and commit: the next call then trains the chosen recipes and skips what is done.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import shutil
 import subprocess
@@ -44,7 +48,7 @@ from helpers import recipes  # noqa: E402
 RUNS = ROOT / "runs" / "gpu"
 RESULTS = ROOT / "doc" / "results"
 NORMS = ("bn", "ln", "gn")
-PHASES = ("speed", "tune", "finals", "loaders", "notebooks", "tests")
+PHASES = ("tests", "speed", "tune", "finals", "loaders", "notebooks")
 FULL = "CIFAR-10: 50000 train / 10000 test images"
 VALIDATION = "CIFAR-10: 45000 train / 5000 validation (last 10 % of train) images"
 
@@ -159,8 +163,9 @@ def final_jobs(records: list[dict], epochs: int, smoke: bool = False, cuda_graph
     return _plan(specs, records, epochs, smoke, cuda_graph)
 
 
-def pack(out: Path) -> None:
-    """OUT/results.tar.gz: run.json files, logs, the rewritten recipes.py, executed notebooks, speed results."""
+def pack(out: Path, with_recipes: bool = False) -> None:
+    """OUT/results.tar.gz: run.json files, logs, executed notebooks, speed results and, ``with_recipes``
+    (after the choice), helpers/recipes.py."""
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / "results.tar.gz.tmp"
     with tarfile.open(tmp, "w:gz") as tar:
@@ -168,7 +173,8 @@ def pack(out: Path) -> None:
             if path.is_file() and (path.name in ("run.json", "speed.json", "selection.json", "cli_s9_time.txt")
                                    or path.suffix == ".log"):
                 tar.add(path, arcname=str(path.relative_to(ROOT)))
-        tar.add(ROOT / "helpers" / "recipes.py", arcname="helpers/recipes.py")
+        if with_recipes:
+            tar.add(ROOT / "helpers" / "recipes.py", arcname="helpers/recipes.py")
         for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
             tar.add(nb, arcname=str(nb.relative_to(ROOT)))
     tmp.replace(out / "results.tar.gz")
@@ -192,10 +198,11 @@ def main(argv: list[str] | None = None) -> None:
     RUNS.mkdir(parents=True)
     records = [] if smoke else committed()
 
-    tests = None
-    if "tests" in phases:  # beside everything else: it reads the notebooks before any is executed
+    tuned = False  # has helpers/recipes.py been rewritten by this call?
+    if "tests" in phases:
         tests = Job("pytest", [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"])
-        tests.start()
+        run_jobs([tests], 1, min(deadline, time.time() + 300), "tests")
+        pack(out)
 
     if "speed" in phases:  # alone on the device (the test suite is mostly CPU work)
         speed = [sys.executable, "benchmarks/gpu_speed.py", "--json", str(RUNS / "speed.json")]
@@ -206,11 +213,17 @@ def main(argv: list[str] | None = None) -> None:
                            stderr=subprocess.STDOUT)
         except subprocess.TimeoutExpired:
             print("[plan] the speed benchmark ran out of time", flush=True)
+        pack(out)
         start = time.time()
-        timed = cli("speed/s9-tuned-cli", "s9", None, "tuned", 1, e, {}, smoke=smoke, cuda_graph=args.cuda_graph)
-        subprocess.run(timed.argv, cwd=ROOT, check=False, stdout=open(RUNS / "speed_cli.log", "w"),
-                       stderr=subprocess.STDOUT)
-        (RUNS / "cli_s9_time.txt").write_text(f"{time.time() - start:.1f} s from process start to figures written\n")
+        timed = cli("s9-tuned-cli", "s9", None, "tuned", 1, e, {}, smoke=smoke, cuda_graph=args.cuda_graph)
+        timed.argv[timed.argv.index("--out") + 1] = str(RUNS.parent / "gpu-speed")  # not a result to collect
+        try:
+            subprocess.run(timed.argv, cwd=ROOT, check=False, stdout=open(RUNS / "speed_cli.log", "w"),
+                           stderr=subprocess.STDOUT, timeout=max(1.0, deadline - time.time()))
+            (RUNS / "cli_s9_time.txt").write_text(f"{time.time() - start:.1f} s from process start to figures "
+                                                  f"written\n")
+        except subprocess.TimeoutExpired:
+            print("[plan] the timed S9 run ran out of time", flush=True)
         pack(out)
         print(f"[plan] speed done at {time.time() - t0:.0f} s", flush=True)
 
@@ -220,7 +233,9 @@ def main(argv: list[str] | None = None) -> None:
                   "--evidence", str(RUNS / "selection.json")]
         choose += ["--dry-run"] if smoke else [str(RESULTS)]  # a dry run of the plan changes no recipe
         subprocess.run(choose, cwd=ROOT, check=False)
-        pack(out)
+        tuned = not smoke
+        importlib.reload(recipes)  # the finals below are planned with the chosen recipes
+        pack(out, with_recipes=tuned)
         print(f"[plan] tuning and choice done at {time.time() - t0:.0f} s", flush=True)
 
     jobs = []
@@ -233,16 +248,7 @@ def main(argv: list[str] | None = None) -> None:
             jobs.insert(0, Job(f"notebook/{nb}", [sys.executable, ".device/execute.py", f"notebooks/{nb}.ipynb"],
                                env={"SMOKE_TEST": "1"} if smoke else {}))
     run_jobs(jobs, args.parallel, deadline, "final")
-
-    if tests is not None:
-        try:
-            tests.proc.wait(timeout=max(1.0, deadline - time.time()))
-            print(f"[plan] pytest: exit {tests.proc.returncode} after {time.time() - tests.started:.0f} s", flush=True)
-        except subprocess.TimeoutExpired:
-            tests.proc.kill()
-            print("[plan] pytest: stopped at the deadline", flush=True)
-        tests.log.close()
-    pack(out)
+    pack(out, with_recipes=tuned)
     print(f"[plan] {', '.join(phases)} done at {time.time() - t0:.0f} s", flush=True)
 
 

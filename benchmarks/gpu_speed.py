@@ -118,8 +118,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = []
     for case in cases:
         session, loader, *graph = case.split("/")
-        if session not in ("s8", "s9") or loader not in ("device", "albumentations") or graph not in ([], ["graph"]):
-            p.error(f"unknown case {case!r}; write session/loader or session/loader/graph, e.g. s8/device/graph")
+        if session not in ("s8", "s9") or loader not in ("device", "albumentations") or graph not in ([], ["graph"]) \
+                or (graph and loader != "device"):
+            p.error(f"unknown case {case!r}; write session/loader or session/device/graph, e.g. s8/device/graph")
         rows.append(time_case(session, loader, args.epochs, args.data_root, args.smoke, args.device, args.workers,
                               cuda_graph=bool(graph)))
         print(json.dumps(rows[-1]), flush=True)

@@ -4,9 +4,10 @@
 
 * ``tuned``: for each of s8-bn, s8-ln, s8-gn and s9, the candidate of ``CANDIDATES`` with the
   highest FINAL-epoch accuracy on the validation split (the last 10 % of the training images,
-  ``--validation``); the test batch plays no part.
+  ``--validation``), once every candidate of that run has a result; the test batch plays no part.
 * ``seed`` (S9): the reading of the seed document (``S9_READINGS``) whose test-accuracy curve lies
-  closest to the document's published epoch-by-epoch log (mean absolute difference, epochs 1-20).
+  closest to the document's published epoch-by-epoch log (mean absolute difference, epochs 1-20),
+  once every reading has a run (as for the S8 readings below).
 * ``seed`` (S8): the document publishes no log, only that every norm passes 70 % within 20
   epochs; the reading (``S8_READINGS``) under which the most norms reach it, ties going to the
   most literal reading (the first in the list).
@@ -70,11 +71,15 @@ def candidate_name(overrides: dict) -> str:
 def load_runs(*folders: Path) -> list[dict]:
     """Every finished run below ``folders``, with its path: the run.json files of run folders and the
     records collected into doc/results (any JSON file holding a run's config and history)."""
-    runs = []
+    runs, seen = [], set()
     for folder in folders:
         for path in sorted(Path(folder).rglob("*.json")):
             record = json.loads(path.read_text())
             if isinstance(record, dict) and {"config", "history", "final_test_acc"} <= set(record):
+                key = json.dumps([record["config"], record["history"]], sort_keys=True)
+                if key in seen:
+                    continue  # the same run, collected into doc/results and still in its run folder
+                seen.add(key)
                 record["path"] = str(path)
                 runs.append(record)
     return runs
@@ -114,10 +119,12 @@ def choose_tuned(runs: list[dict], epochs: int = 20) -> dict:
                      and _matches(r["config"]["recipe"], expected)]
             if found:
                 scores.append((statistics.fmean(r["final_test_acc"] for r in found), overrides))
-        if scores:
+        table = [{"overrides": o, "val_acc": a} for a, o in scores]
+        if len(scores) == len(candidates):  # choose only among the whole field, never among the survivors
             best = max(scores, key=lambda s: s[0])
-            chosen[key] = {"overrides": best[1], "val_acc": best[0],
-                           "scores": [{"overrides": o, "val_acc": a} for a, o in scores]}
+            chosen[key] = {"overrides": best[1], "val_acc": best[0], "scores": table}
+        elif scores:
+            chosen[key] = {"overrides": {}, "incomplete": True, "scores": table}  # no change yet
     return chosen
 
 
@@ -134,7 +141,9 @@ def choose_s9_seed(runs: list[dict], epochs: int = 20) -> dict | None:
             gap = statistics.fmean(abs(e["test_acc"] - p) for e, p in zip(h, S9_PUBLISHED_TEST_ACC))
             gap_train = statistics.fmean(abs(e["train_acc"] - p) for e, p in zip(h, S9_PUBLISHED_TRAIN_ACC))
             scores.append({"reading": reading, "test_gap": gap, "train_gap": gap_train, "path": found[0].get("path")})
-    return min(scores, key=lambda s: s["test_gap"]) | {"all": scores} if scores else None
+    if len(scores) < len(S9_READINGS):
+        return {"incomplete": True, "all": scores} if scores else None
+    return min(scores, key=lambda s: s["test_gap"]) | {"all": scores}
 
 
 def choose_s8_seed(runs: list[dict], epochs: int = 20) -> dict | None:
@@ -152,8 +161,8 @@ def choose_s8_seed(runs: list[dict], epochs: int = 20) -> dict | None:
                 passed += max(e["test_acc"] for e in found[0]["history"][:20]) >= 70.0
         if len(finals) == 3:
             scores.append({"reading": reading, "norms_passing_70": passed, "rank": rank, "final_test_acc": finals})
-    if not scores:
-        return None
+    if len(scores) < len(S8_READINGS):
+        return {"incomplete": True, "all": scores} if scores else None
     return min(scores, key=lambda s: (-s["norms_passing_70"], s["rank"])) | {"all": scores}
 
 
@@ -169,9 +178,9 @@ def rewrite_recipes(path: Path, tuned: dict, s8_seed: dict | None, s9_seed: dict
     for key, choice in tuned.items():
         tuned_now[key] = {**tuned_now[key], **choice["overrides"]}
     seed_now = {k: dict(v) for k, v in recipes._SEED.items()}
-    if s8_seed:
+    if s8_seed and "reading" in s8_seed:  # a complete comparison chose one
         seed_now["s8"].update(s8_seed["reading"])
-    if s9_seed:
+    if s9_seed and "reading" in s9_seed:
         seed_now["s9"].update(s9_seed["reading"])
     tuned_src = "_TUNED = {\n" + "".join(f"    {json.dumps(k)}: {_dict_source(v)},\n" for k, v in tuned_now.items()) + "}\n"
     seed_src = "_SEED = {\n" + "".join(f"    {json.dumps(k)}: {_dict_source(v)},\n" for k, v in seed_now.items()) + "}\n"

@@ -50,8 +50,7 @@ PRESETS = {
     "s9": dict(p_flip=0.5, p_affine=0.5, p_cutout=0.5),
     "s9-light": dict(p_flip=0.5, p_affine=0.25, p_cutout=0.25),
     # shifts of -2..2 whole pixels on each axis, reflected borders: the pad-2 random crop
-    "crop-flip": dict(p_flip=0.5, p_affine=1.0, shift=2 / 32, scale=0.0, rotate=0.0, p_cutout=0.0,
-                      whole_pixels=True),
+    "crop-flip": dict(p_flip=0.5, p_affine=0.0, p_cutout=0.0, crop=2),
 }
 
 
@@ -59,14 +58,17 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator,
                   mean: Sequence[float] | torch.Tensor = CIFAR10_MEAN,
                   p_flip: float = 0.5, p_affine: float = 0.5, p_cutout: float = 0.5,
                   shift: float = 0.0625, scale: float = 0.1, rotate: float = 15.0,
-                  cutout: int = 16, whole_pixels: bool = False) -> torch.Tensor:
+                  cutout: int = 16, crop: int = 0) -> torch.Tensor:
     """Augment a float batch (N, 3, H, W) in [0, 1]; every sample draws its own parameters.
 
     ``mean`` (the cutout fill) may be a tensor already on the device, which saves a copy.
-    ``whole_pixels`` draws each shift uniformly from the whole pixels within +-shift (a random
-    crop of the padded image: no interpolation) instead of from a continuous range.
+    ``crop`` > 0 takes a random H x W crop of each image padded by ``crop`` reflected pixels
+    (shifts of -crop..crop whole pixels, as albumentations' PadIfNeeded(REFLECT_101) + RandomCrop),
+    in place of the affine transform.
     """
     n, _, h, w = x.shape
+    if crop and p_affine:
+        raise ValueError("use crop or the affine transform (p_affine), not both: they draw the same numbers")
     dev = x.device
     r = torch.rand(n, 9, device=dev, generator=generator)  # every random number of the batch at once
 
@@ -81,10 +83,6 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator,
         angle = torch.deg2rad(uniform(2, -rotate, rotate))
         s = uniform(3, 1 - scale, 1 + scale)
         tx, ty = uniform(4, -shift, shift) * 2, uniform(5, -shift, shift) * 2  # normalised coords span 2
-        if whole_pixels:  # -k..k pixels, each as likely: round a uniform draw over (-k - 1/2, k + 1/2)
-            k = round(shift * w)
-            tx = torch.round((r[:, 4] * 2 - 1) * (k + 0.5)).clamp_(-k, k) * 2 / w
-            ty = torch.round((r[:, 5] * 2 - 1) * (k + 0.5)).clamp_(-k, k) * 2 / h
         cos, sin = torch.cos(angle) / s, torch.sin(angle) / s
         # affine_grid maps output -> input: the inverse of "scale, rotate, then shift"
         theta = torch.stack([torch.stack([cos, sin, -(cos * tx + sin * ty)], 1),
@@ -94,6 +92,15 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator,
         theta = torch.where(use.view(n, 1, 1), theta, identity)
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+    if crop > 0:
+        padded = F.pad(x, (crop, crop, crop, crop), mode="reflect")  # "reflect" leaves out the edge: REFLECT_101
+        top = (r[:, 4] * (2 * crop + 1)).long().clamp_(max=2 * crop)  # 0..2*crop, each as likely
+        left = (r[:, 5] * (2 * crop + 1)).long().clamp_(max=2 * crop)
+        c = x.shape[1]
+        rows = (top.view(n, 1, 1, 1) + torch.arange(h, device=dev).view(1, 1, h, 1)).expand(n, c, h, w + 2 * crop)
+        cols = (left.view(n, 1, 1, 1) + torch.arange(w, device=dev).view(1, 1, 1, w)).expand(n, c, h, w)
+        x = padded.gather(2, rows).gather(3, cols)  # each image's own window: whole pixels, no interpolation
 
     if p_cutout > 0:
         use = r[:, 6] < p_cutout

@@ -6,7 +6,8 @@
     results match the document on full CIFAR-10 (doc/tuning.md shows the evidence).
   * S9: SGD, momentum 0.9, ReduceLROnPlateau on the test loss (x0.1 once it has gone more than
     4 epochs without falling below 0.9 x its best: PyTorch's default relative threshold, the one
-    reading that puts the drops at epochs 16 and 22 where the published log has them), batch 128;
+    reading under which the log's own test losses drop the lr after epoch 15, where the published
+    train accuracy jumps), batch 128;
     the text names 0.1 and 0.01 as the starting lr, and the reading kept is the one whose curve
     matches the published epoch-by-epoch log (doc/tuning.md).
 

@@ -150,6 +150,8 @@ def prepare_run(session: str, norm: str = "bn", recipe: str | recipes.Recipe = "
         raise ValueError("choose CUDA graphs or torch.compile, not both")
     if loader == "auto":
         loader = "device" if device.type == "cuda" else "albumentations"
+    if cuda_graph and loader != "device":
+        raise ValueError("CUDA graphs need the device loader (a DataLoader's pin-memory thread breaks the capture)")
     amp = device.type == "cuda" if amp is None else amp
     if isinstance(recipe, str):
         recipe = recipes.get_recipe(session, recipe, norm, **overrides)
@@ -385,6 +387,8 @@ def main(argv: list[str] | None = None) -> float:
             raise ValueError("--cuda-graph needs a CUDA GPU (--device cuda or auto on a machine with one)")
         if args.cuda_graph and args.compile:
             raise ValueError("choose --cuda-graph or --compile, not both")
+        if args.cuda_graph and args.loader == "albumentations":
+            raise ValueError("--cuda-graph needs --loader device (a DataLoader's pin-memory thread breaks the capture)")
         given = {k: v for k, v in (("lr", args.lr), ("batch_size", args.batch_size)) if v is not None}
         recipe = recipes.recipe_with_settings(args.command, args.recipe, norm,
                                               {**given, **parse_settings(args.set)})

@@ -99,7 +99,10 @@ class TrainingLoss(nn.Module):
     every later batch of that shape. A small net's step is bound by Python launching some 150
     tiny kernels one by one; a graph launches them all at once. Batches of another shape (a last
     partial batch) run eagerly. The optimiser step stays outside the graphs, so the parameters
-    and the lr it writes are what the next replay reads.
+    and the lr it writes are what the next replay reads. Results match the eager step's up to
+    float rounding, except that dropout draws other masks (capturing draws random numbers too).
+    The batches must come from a loader without a pin-memory thread (``helpers.device_data``):
+    that thread's CUDA calls would break the capture.
     """
 
     def __init__(self, model: nn.Module, label_smoothing: float = 0.0, amp: bool = False,
@@ -398,6 +401,8 @@ def fit(model: nn.Module, train_loader: Iterable, test_loader: Iterable, optimiz
     except NonFiniteLossError as e:
         kept = f" The checkpoint of epoch {len(history)} in {out_dir} is kept." if ckpt and history else ""
         raise NonFiniteLossError(f"{e}.{kept}") from None
+    finally:
+        vars(loss_fn).pop("forward", None)  # drop the graphed forward, and with it the graphs' GPU memory
     if ema is not None:
         model.load_state_dict(ema.module.state_dict())  # hand back the weights the history scored
     return history

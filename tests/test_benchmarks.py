@@ -60,18 +60,23 @@ def test_report_rewrites_only_the_marked_blocks(tmp_path):
         recipes_benchmark.report(readme, dest, None, None)
 
 
-def test_selection_rules(tmp_path):
+def test_selection_rules(tmp_path, monkeypatch):
+    monkeypatch.setattr(select_recipes, "CANDIDATES", {"s9": [{}, {"lr": 0.4}, {"lr": 0.1}]})
     runs = []
     val = "CIFAR-10: 45000 train / 5000 validation (last 10 % of train) images"
     for overrides, acc in (({}, 80.0), ({"lr": 0.4}, 82.0), ({"lr": 0.1}, 79.0)):
         r = _record("s9", None, "tuned", 1, [acc] * 20, kind=val)
         r["config"]["recipe"] = recipes.get_recipe("s9", "tuned", **overrides).as_dict()
         runs.append(r)
+    assert select_recipes.choose_tuned(runs[:2])["s9"] == {  # one candidate missing: no choice yet
+        "overrides": {}, "incomplete": True, "scores": [{"overrides": {}, "val_acc": 80.0},
+                                                        {"overrides": {"lr": 0.4}, "val_acc": 82.0}]}
     assert select_recipes.choose_tuned(runs)["s9"]["overrides"] == {"lr": 0.4}  # the best final validation score
     for reading, shift in (({"lr": 0.01}, 0.5), ({"lr": 0.1}, -6.0)):
         r = _record("s9", None, "seed", 1, [a + shift for a in select_recipes.S9_PUBLISHED_TEST_ACC])
         r["config"]["recipe"] = recipes.get_recipe("s9", "seed", **reading).as_dict()
         runs.append(r)
+    assert select_recipes.choose_s9_seed(runs[:4])["incomplete"]  # one reading only: no choice yet
     chosen = select_recipes.choose_s9_seed(runs)
     assert chosen["reading"] == {"lr": 0.01} and chosen["test_gap"] == pytest.approx(0.5)
     path = tmp_path / "recipes.py"
@@ -114,8 +119,9 @@ def test_gpu_speed_runs_on_the_cpu_with_smoke_data(tmp_path):
 
 
 def test_gpu_speed_rejects_unknown_cases_and_graphs_on_the_cpu():
-    with pytest.raises(SystemExit):
-        gpu_speed.main(["--smoke", "--cases", "s8/gpu", "--device", "cpu"])
+    for case in ("s8/gpu", "s8/albumentations/graph"):  # graphs need the device loader
+        with pytest.raises(SystemExit):
+            gpu_speed.main(["--smoke", "--cases", case, "--device", "cpu"])
     with pytest.raises(ValueError, match="CUDA graphs need a CUDA device"):
         gpu_speed.main(["--smoke", "--epochs", "1", "--cases", "s8/device/graph", "--device", "cpu"])
 

@@ -155,18 +155,18 @@ def test_augmentations_by_name():
         data.train_transforms("crop")
 
 
-def test_crop_flip_shifts_by_whole_pixels_within_two():
+def test_crop_flip_is_a_random_crop_of_the_reflect_padded_image():
     image = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
-    plain = data.eval_transforms()(image=image)["image"]
+    padded = np.pad(image, ((2, 2), (2, 2), (0, 0)), mode="reflect")  # numpy's "reflect" is REFLECT_101
     tf = data.crop_flip_train_transforms(p_flip=0.0)
-    shifts = set()
+    windows = set()
     for _ in range(60):
         out = tf(image=image)["image"]
-        found = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
-                 if torch.allclose(out[:, 2:-2, 2:-2], plain[:, 2 + dy:30 + dy, 2 + dx:30 + dx], atol=1e-5)]
-        assert len(found) == 1, found  # the inside of each crop is the image moved by whole pixels
-        shifts.add(found[0])
-    assert len(shifts) > 12  # of the 25 possible
+        found = [(top, left) for top in range(5) for left in range(5) if torch.allclose(
+            out, data.eval_transforms()(image=padded[top:top + 32, left:left + 32].copy())["image"], atol=1e-6)]
+        assert len(found) == 1, found  # borders included: one window of the padded image
+        windows.add(found[0])
+    assert len(windows) > 12  # of the 25 possible
 
 
 def test_cutout_leaves_one_16x16_hole_of_mean_colour():

@@ -101,17 +101,20 @@ def test_chunked_augmentation_keeps_order_pairs_and_layout(splits):
         DeviceLoader(train_split.images, train_split.labels, chunk=0)
 
 
-def test_crop_flip_preset_moves_each_image_by_whole_pixels():
+def test_crop_flip_preset_is_a_random_crop_of_the_reflect_padded_image():
+    import torch.nn.functional as F
     x = torch.rand(400, 3, 32, 32)
     out = augment_batch(x, _generator(5), **{**PRESETS["crop-flip"], "p_flip": 0.0})
+    padded = F.pad(x, (2, 2, 2, 2), mode="reflect")  # REFLECT_101, as albumentations' border_mode=4
     counts = {}
-    for a, b in zip(out, x):
-        found = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
-                 if torch.allclose(a[:, 2:-2, 2:-2], b[:, 2 + dy:30 + dy, 2 + dx:30 + dx], atol=1e-4)]
-        assert len(found) == 1, found  # no interpolation: a whole-pixel shift
+    for a, b in zip(out, padded):
+        found = [(top, left) for top in range(5) for left in range(5) if torch.equal(a, b[:, top:top + 32, left:left + 32])]
+        assert len(found) == 1, found  # the whole image, borders included: one window of the padded image
         for axis, v in enumerate(found[0]):
             counts[(axis, v)] = counts.get((axis, v), 0) + 1
-    assert all(50 < counts.get((axis, v), 0) < 110 for axis in (0, 1) for v in range(-2, 3))  # ~80 each
+    assert all(50 < counts.get((axis, v), 0) < 110 for axis in (0, 1) for v in range(5))  # ~80 each
+    with pytest.raises(ValueError, match="not both"):
+        augment_batch(x, _generator(5), p_affine=0.5, crop=2)
 
 
 def test_presets_match_the_albumentations_pipelines_by_name():
@@ -124,10 +127,11 @@ def test_presets_match_the_albumentations_pipelines_by_name():
     assert (same | mirrored).all() and 0.4 < mirrored.float().mean().item() < 0.6
     assert PRESETS["s8"]["p_flip"] == 0.1 and PRESETS["s8"]["rotate"] == 10.0 and PRESETS["s8"]["p_cutout"] == 0
     # every preset uses the probabilities of the albumentations pipeline of the same name
-    kinds = {"HorizontalFlip": "p_flip", "Affine": "p_affine", "Rotate": "p_affine", "RandomCrop": "p_affine",
-             "CoarseDropout": "p_cutout"}
+    kinds = {"HorizontalFlip": "p_flip", "Affine": "p_affine", "Rotate": "p_affine", "CoarseDropout": "p_cutout"}
     for name, preset in PRESETS.items():
         probabilities = {kinds[type(t).__name__]: t.p for t in data.train_transforms(name).transforms
                          if type(t).__name__ in kinds}
         assert {key: preset.get(key, 0.0) for key in kinds.values()} == {"p_flip": 0.0, "p_affine": 0.0,
                                                                           "p_cutout": 0.0, **probabilities}, name
+        crops = [t for t in data.train_transforms(name).transforms if type(t).__name__ == "RandomCrop"]
+        assert bool(crops) == bool(preset.get("crop")), name  # a pad-and-crop pipeline <-> the crop argument
