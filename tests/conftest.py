@@ -14,3 +14,11 @@ def cifar_root(tmp_path_factory):
 @pytest.fixture(scope="session")
 def splits(cifar_root):
     return data.load_cifar10(cifar_root, train=True), data.load_cifar10(cifar_root, train=False)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """Figures a test draws are closed after it (pyplot keeps every open figure alive)."""
+    yield
+    import matplotlib.pyplot as plt
+    plt.close("all")
