@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import shutil
 import subprocess
@@ -163,6 +164,19 @@ def final_jobs(records: list[dict], epochs: int, smoke: bool = False, cuda_graph
     return _plan(specs, records, epochs, smoke, cuda_graph)
 
 
+def use_graphs(choice: str, speed_json: Path | None, tests_passed: bool | None) -> bool:
+    """--cuda-graph on / off, or auto: on when the tests did not fail and the speed results show
+    every session's training epoch faster with CUDA graphs than without."""
+    if choice != "auto":
+        return choice == "on"
+    if tests_passed is False or speed_json is None or not speed_json.is_file():
+        return False
+    rows = json.loads(speed_json.read_text())["rows"]
+    plain = {r["session"]: r["train_s"] for r in rows if r["loader"] == "device" and not r.get("cuda_graph")}
+    graphed = {r["session"]: r["train_s"] for r in rows if r["loader"] == "device" and r.get("cuda_graph")}
+    return bool(graphed) and set(graphed) == set(plain) and all(graphed[k] < plain[k] for k in plain)
+
+
 def pack(out: Path, with_recipes: bool = False) -> None:
     """OUT/results.tar.gz: run.json files, logs, executed notebooks, speed results and, ``with_recipes``
     (after the choice), helpers/recipes.py."""
@@ -187,7 +201,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--budget", type=float, default=540, help="seconds for all phases together (default 540)")
     p.add_argument("--parallel", type=int, default=10, help="runs side by side (default 10)")
-    p.add_argument("--cuda-graph", action="store_true", help="train the device-loader runs with --cuda-graph")
+    p.add_argument("--cuda-graph", choices=("auto", "on", "off"), default="auto",
+                   help="train the device-loader runs with --cuda-graph; auto (the default): when this call's "
+                        "tests passed and its speed phase timed the graphs faster for both sessions")
     p.add_argument("--smoke", action="store_true", help="synthetic data: a dry run of the plan")
     args = p.parse_args(argv)
     t0, out, e, smoke = time.time(), Path(args.out), args.epochs, args.smoke
@@ -199,12 +215,15 @@ def main(argv: list[str] | None = None) -> None:
     records = [] if smoke else committed()
 
     tuned = False  # has helpers/recipes.py been rewritten by this call?
+    tests_passed = None  # not run in this call
     if "tests" in phases:
         tests = Job("pytest", [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"])
         run_jobs([tests], 1, min(deadline, time.time() + 300), "tests")
+        tests_passed = tests.proc.returncode == 0
         pack(out)
+    graphs = use_graphs(args.cuda_graph, None, tests_passed)
 
-    if "speed" in phases:  # alone on the device (the test suite is mostly CPU work)
+    if "speed" in phases:  # alone on the device
         speed = [sys.executable, "benchmarks/gpu_speed.py", "--json", str(RUNS / "speed.json")]
         speed += ["--smoke", "--cases", "s8/device"] if smoke else []
         try:
@@ -215,7 +234,9 @@ def main(argv: list[str] | None = None) -> None:
             print("[plan] the speed benchmark ran out of time", flush=True)
         pack(out)
         start = time.time()
-        timed = cli("s9-tuned-cli", "s9", None, "tuned", 1, e, {}, smoke=smoke, cuda_graph=args.cuda_graph)
+        graphs = use_graphs(args.cuda_graph, RUNS / "speed.json", tests_passed)
+        print(f"[plan] CUDA graphs for the device-loader runs: {'on' if graphs else 'off'}", flush=True)
+        timed = cli("s9-tuned-cli", "s9", None, "tuned", 1, e, {}, smoke=smoke, cuda_graph=graphs)
         timed.argv[timed.argv.index("--out") + 1] = str(RUNS.parent / "gpu-speed")  # not a result to collect
         try:
             subprocess.run(timed.argv, cwd=ROOT, check=False, stdout=open(RUNS / "speed_cli.log", "w"),
@@ -228,7 +249,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"[plan] speed done at {time.time() - t0:.0f} s", flush=True)
 
     if "tune" in phases:
-        run_jobs(tune_jobs(records, e, smoke, args.cuda_graph), args.parallel, deadline, "tune")
+        run_jobs(tune_jobs(records, e, smoke, graphs), args.parallel, deadline, "tune")
         choose = [sys.executable, "benchmarks/select_recipes.py", str(RUNS), "--epochs", str(e),
                   "--evidence", str(RUNS / "selection.json")]
         choose += ["--dry-run"] if smoke else [str(RESULTS)]  # a dry run of the plan changes no recipe
@@ -240,7 +261,7 @@ def main(argv: list[str] | None = None) -> None:
 
     jobs = []
     if "finals" in phases:
-        jobs += final_jobs(records, e, smoke, args.cuda_graph)
+        jobs += final_jobs(records, e, smoke, graphs)
     if "loaders" in phases:
         jobs += final_jobs(records, e, smoke, loader="albumentations")
     if "notebooks" in phases:

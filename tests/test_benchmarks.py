@@ -151,3 +151,20 @@ def test_full_cifar_plan_runs_a_candidate_equal_to_the_recipe_once(monkeypatch):
     monkeypatch.setattr(select_recipes, "S9_READINGS", [])
     monkeypatch.setattr(select_recipes, "S8_READINGS", [])
     assert [j.name for j in full_cifar.tune_jobs([], 20)] == ["tune/s9-base", f"tune/s9-lr{now.lr * 2}"]
+
+
+def test_full_cifar_uses_cuda_graphs_only_where_they_were_timed_faster(tmp_path):
+    def speed(s9_graph, s8_graph):
+        rows = [{"session": "s9", "loader": "device", "cuda_graph": False, "train_s": 1.0},
+                {"session": "s8", "loader": "device", "cuda_graph": False, "train_s": 1.2},
+                {"session": "s9", "loader": "device", "cuda_graph": True, "train_s": s9_graph},
+                {"session": "s8", "loader": "device", "cuda_graph": True, "train_s": s8_graph},
+                {"session": "s9", "loader": "albumentations", "cuda_graph": False, "train_s": 3.6}]
+        path = tmp_path / "speed.json"
+        path.write_text(json.dumps({"rows": rows}))
+        return path
+    assert full_cifar.use_graphs("auto", speed(0.9, 0.5), True)
+    assert not full_cifar.use_graphs("auto", speed(1.1, 0.5), True)       # slower for S9
+    assert not full_cifar.use_graphs("auto", speed(0.9, 0.5), False)      # the tests failed
+    assert not full_cifar.use_graphs("auto", tmp_path / "missing.json", None)
+    assert full_cifar.use_graphs("on", None, False) and not full_cifar.use_graphs("off", speed(0.1, 0.1), True)
