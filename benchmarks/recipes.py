@@ -1,11 +1,12 @@
 """Seed recipe versus tuned recipe: collect the runs' histories and write the README's result tables.
 
+    python benchmarks/recipes.py sample --data-root ../shared/cifar10-sample   # train the CPU comparison
     python benchmarks/recipes.py collect runs/gpu runs/sample     # copy each run.json to doc/results/
     python benchmarks/recipes.py report                           # README tables, doc/tuning.md evidence, figures
 
 Runs are made by helpers.run (the wiring every run uses): on a GPU by benchmarks/full_cifar.py,
-on a CPU for example with
-``python -m helpers.run s8 --recipe tuned --seed 2 --data-root ../shared/cifar10-sample --out runs/sample/...``.
+on a CPU by ``sample``: the seed and the tuned recipe, seeds 1-3, two runs at a time with one
+thread each (the 2-core machine the sample results come from), into runs/sample/.
 ``collect`` copies their run.json (history, settings, data, hardware, torch version) to
 doc/results/<data>-<run>-<recipe>-<loader>-seed<k>.json. ``report`` reads only doc/results/ and
 rewrites the README between the ``<!-- results:... -->`` markers (final-epoch test accuracy,
@@ -20,8 +21,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import re
 import statistics
+import subprocess
 import sys
 from pathlib import Path
 
@@ -306,14 +309,53 @@ def report(readme: Path = ROOT / "README.md", dest: Path = RESULTS, tuning: Path
     return text
 
 
+def run_sample(data_root: str | None, runs: list[str], seeds: list[int], epochs: int = 20,
+               out: Path = ROOT / "runs" / "sample", parallel: int = 2, smoke: bool = False) -> list[Path]:
+    """Train the seed and the tuned recipe of ``runs`` for each seed, ``parallel`` processes at a time with
+    one thread each (``python -m helpers.run``); returns the run folders, each holding its run.json."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NO_ALBUMENTATIONS_UPDATE": "1"}
+    todo = []
+    for run in runs:
+        session, norm = ("s9", None) if run == "s9" else ("s8", run[3:])
+        for seed in seeds:
+            for name in recipes.RECIPES:
+                folder = Path(out) / f"{run}-{name}-seed{seed}"
+                argv = [sys.executable, "-m", "helpers.run", session, "--recipe", name, "--seed", str(seed),
+                        "--epochs", str(epochs), "--out", str(folder), "--no-progress"]
+                argv += ["--norm", norm] if norm else []
+                argv += ["--smoke"] if smoke else ["--data-root", str(data_root)]
+                todo.append((folder, argv))
+    for start in range(0, len(todo), parallel):
+        procs = []
+        for folder, argv in todo[start:start + parallel]:
+            folder.mkdir(parents=True, exist_ok=True)
+            procs.append((folder, subprocess.Popen(argv, cwd=ROOT, env=env, stdout=open(folder / "log.txt", "w"),
+                                                   stderr=subprocess.STDOUT)))
+        for folder, proc in procs:
+            if proc.wait() != 0:
+                raise RuntimeError(f"the run in {folder} failed; see {folder / 'log.txt'}")
+            print(f"done: {folder}", flush=True)
+    return [folder for folder, _ in todo]
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("sample", help="train seed vs tuned on a CPU sample, then collect the runs")
+    s.add_argument("--data-root", required=True, help="e.g. ../shared/cifar10-sample")
+    s.add_argument("--runs", nargs="+", choices=RUNS, default=["s8-bn"], help="default: s8-bn")
+    s.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    s.add_argument("--epochs", type=int, default=20)
+    s.add_argument("--parallel", type=int, default=2, help="runs at a time, one thread each (default 2)")
     c = sub.add_parser("collect", help="copy run.json files to doc/results/")
     c.add_argument("folders", nargs="+")
     sub.add_parser("report", help="rewrite the README's result tables from doc/results/")
     args = p.parse_args(argv)
-    if args.command == "collect":
+    if args.command == "sample":
+        run_sample(args.data_root, args.runs, args.seeds, args.epochs, parallel=args.parallel)
+        for path in collect([ROOT / "runs" / "sample"]):
+            print(f"wrote {path.relative_to(ROOT)}")
+    elif args.command == "collect":
         for path in collect([Path(f) for f in args.folders]):
             print(f"wrote {path.relative_to(ROOT)}")
     else:

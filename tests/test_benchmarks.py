@@ -168,3 +168,11 @@ def test_full_cifar_uses_cuda_graphs_only_where_they_were_timed_faster(tmp_path)
     assert not full_cifar.use_graphs("auto", speed(0.9, 0.5), False)      # the tests failed
     assert not full_cifar.use_graphs("auto", tmp_path / "missing.json", None)
     assert full_cifar.use_graphs("on", None, False) and not full_cifar.use_graphs("off", speed(0.1, 0.1), True)
+
+
+def test_sample_comparison_trains_both_recipes_per_seed(tmp_path):
+    folders = recipes_benchmark.run_sample(None, ["s8-bn"], [1], epochs=1, out=tmp_path, smoke=True)
+    assert sorted(f.name for f in folders) == ["s8-bn-seed-seed1", "s8-bn-tuned-seed1"]
+    names = sorted(p.name for p in recipes_benchmark.collect([tmp_path], tmp_path / "results"))
+    assert names == ["synthetic-s8-bn-seed-albumentations-seed1-e1.json",
+                     "synthetic-s8-bn-tuned-albumentations-seed1-e1.json"]
