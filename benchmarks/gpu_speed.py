@@ -3,6 +3,8 @@
     python benchmarks/gpu_speed.py --json doc/results/gpu_speed.json     # on a GPU, $CIFAR10_ROOT = full CIFAR-10
     python benchmarks/gpu_speed.py --smoke                              # anywhere: tiny synthetic data (a test runs it)
     python benchmarks/gpu_speed.py --cases s8/device s8/device/graph    # the same case without and with CUDA graphs
+    python benchmarks/gpu_speed.py --cases s9/device/compile            # torch.compile (its compile time shows
+                                                                        # in the warm-up epoch; not in the default set)
 
 Each case is prepared by helpers.run.prepare_run (the wiring every run uses) with the tuned
 recipe, then timed epoch by epoch: the first epoch is the warm-up (cuDNN autotuning, worker
@@ -56,12 +58,14 @@ class _Timer:
 
 def time_case(session: str, loader: str, epochs: int = 2, data_root: str | None = None, smoke: bool = False,
               device: str = "auto", workers: int | None = None, recipe: str = "tuned",
-              cuda_graph: bool = False) -> dict:
+              cuda_graph: bool = False, compile: bool = False) -> dict:
     """Warm-up epoch, then ``epochs`` timed epochs of one session and loader; seconds and images/s.
-    ``cuda_graph`` replays the training steps as CUDA graphs (captured in the warm-up epoch)."""
+    ``cuda_graph`` replays the training steps as CUDA graphs (captured in the warm-up epoch);
+    ``compile`` runs the model through torch.compile (compiled in the warm-up epoch)."""
     t0 = time.perf_counter()
     p = run.prepare_run(session, "bn", recipe, epochs=epochs + 1, data_root=data_root, seed=1, device=device,
-                        loader=loader, smoke=smoke, workers=workers, cuda_graph=cuda_graph, verbose=False)
+                        loader=loader, smoke=smoke, workers=workers, cuda_graph=cuda_graph, compile=compile,
+                        verbose=False)
     loss_fn = train.TrainingLoss(p.model, p.recipe.label_smoothing, p.amp, p.cuda_graph)  # as fit makes it
     setup = time.perf_counter() - t0
     trains, evals = [], []
@@ -82,7 +86,8 @@ def time_case(session: str, loader: str, epochs: int = 2, data_root: str | None 
             evals.append(t_eval.seconds)
     train_s, eval_s = statistics.median(trains), statistics.median(evals)
     n_train = len(p.train_loader) * p.recipe.batch_size
-    return {"session": session, "loader": loader, "cuda_graph": p.cuda_graph, "batch_size": p.recipe.batch_size,
+    return {"session": session, "loader": loader, "cuda_graph": p.cuda_graph, "compile": compile,
+            "batch_size": p.recipe.batch_size,
             "amp": p.amp,
             "train_images": n_train, "test_images": len(p.test_split), "setup_s": round(setup, 2),
             "warmup_epoch_s": round(warmup, 2), "train_s": round(train_s, 3), "eval_s": round(eval_s, 3),
@@ -95,7 +100,8 @@ def format_table(rows: list[dict]) -> str:
     lines = ["| session | loader | batch | train s/epoch | eval s (TTA) | epoch s | train images/s | warm-up epoch s |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['session']} | {r['loader']}{' + CUDA graphs' if r.get('cuda_graph') else ''} | "
+        lines.append(f"| {r['session']} | {r['loader']}{' + CUDA graphs' if r.get('cuda_graph') else ''}"
+                     f"{' + torch.compile' if r.get('compile') else ''} | "
                      f"{r['batch_size']} | {r['train_s']:.2f} | {r['eval_s']:.2f} | "
                      f"{r['epoch_s']:.2f} | {r['train_images_per_s']:,} | {r['warmup_epoch_s']:.1f} |")
     return "\n".join(lines)
@@ -106,7 +112,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--epochs", type=int, default=2, help="timed epochs after the warm-up (default 2)")
     p.add_argument("--cases", nargs="+", default=None,
-                   help="session/loader[/graph] (default: all six on a GPU, the four without graphs elsewhere)")
+                   help="session/loader[/graph or /compile] (default: all six without compile on a GPU, the "
+                        "four without graphs elsewhere)")
     p.add_argument("--data-root", default=None)
     p.add_argument("--smoke", action="store_true", help="tiny synthetic data (for a test, or a quick look)")
     p.add_argument("--device", default="auto")
@@ -117,12 +124,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     cases = args.cases or [c for c in CASES if device.type == "cuda" or not c.endswith("/graph")]
     rows = []
     for case in cases:
-        session, loader, *graph = case.split("/")
-        if session not in ("s8", "s9") or loader not in ("device", "albumentations") or graph not in ([], ["graph"]) \
-                or (graph and loader != "device"):
-            p.error(f"unknown case {case!r}; write session/loader or session/device/graph, e.g. s8/device/graph")
+        session, loader, *extra = case.split("/")
+        if session not in ("s8", "s9") or loader not in ("device", "albumentations") \
+                or extra not in ([], ["graph"], ["compile"]) or (extra == ["graph"] and loader != "device"):
+            p.error(f"unknown case {case!r}; write session/loader, session/device/graph or session/loader/compile, "
+                    f"e.g. s8/device/graph")
         rows.append(time_case(session, loader, args.epochs, args.data_root, args.smoke, args.device, args.workers,
-                              cuda_graph=bool(graph)))
+                              cuda_graph=extra == ["graph"], compile=extra == ["compile"]))
         print(json.dumps(rows[-1]), flush=True)
     header = (f"{run.hardware_name(device)}, torch {torch.__version__}, "
               f"{'synthetic smoke data' if args.smoke else 'CIFAR-10'}, tuned recipes, "

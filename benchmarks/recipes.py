@@ -147,6 +147,7 @@ def speed_table(path: Path = RESULTS / "gpu_speed.json") -> str:
              "|---|---|---|---|---|---|---|"]
     for r in speed["rows"]:
         lines.append(f"| {r['session']} | {r['loader']}{' + CUDA graphs' if r.get('cuda_graph') else ''}"
+                     f"{' + torch.compile' if r.get('compile') else ''}"
                      f"{' (' + str(r['workers']) + ' workers)' if r['workers'] else ''}"
                      f" | {r['batch_size']} | {r['train_s']:.2f} | {r['eval_s']:.2f} | {r['epoch_s']:.2f} | "
                      f"{r['train_images_per_s']:,} |")
