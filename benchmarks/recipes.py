@@ -322,7 +322,7 @@ def run_sample(data_root: str | None, runs: list[str], seeds: list[int], epochs:
             for name in recipes.RECIPES:
                 folder = Path(out) / f"{run}-{name}-seed{seed}"
                 argv = [sys.executable, "-m", "helpers.run", session, "--recipe", name, "--seed", str(seed),
-                        "--epochs", str(epochs), "--out", str(folder), "--no-progress"]
+                        "--epochs", str(epochs), "--out", str(folder), "--no-progress", "--device", "cpu"]
                 argv += ["--norm", norm] if norm else []
                 argv += ["--smoke"] if smoke else ["--data-root", str(data_root)]
                 todo.append((folder, argv))
