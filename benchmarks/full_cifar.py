@@ -50,6 +50,7 @@ RUNS = ROOT / "runs" / "gpu"
 RESULTS = ROOT / "doc" / "results"
 NORMS = ("bn", "ln", "gn")
 PHASES = ("tests", "speed", "tune", "finals", "loaders", "notebooks")
+RUN_KEYS = ("s8-bn", "s8-ln", "s8-gn", "s9")
 FULL = "CIFAR-10: 50000 train / 10000 test images"
 VALIDATION = "CIFAR-10: 45000 train / 5000 validation (last 10 % of train) images"
 
@@ -123,10 +124,14 @@ def cli(name: str, session: str, norm: str | None, recipe: str, seed: int, epoch
     return Job(name, argv)
 
 
-def _plan(specs: list[tuple], records: list[dict], epochs: int, smoke: bool, cuda_graph: bool) -> list[Job]:
-    """Jobs for (name, session, norm, recipe name, seed, overrides, validation, loader) specs not yet done."""
+def _plan(specs: list[tuple], records: list[dict], epochs: int, smoke: bool, cuda_graph: bool,
+          runs: tuple[str, ...] | None = None) -> list[Job]:
+    """Jobs for (name, session, norm, recipe name, seed, overrides, validation, loader) specs not yet done,
+    of the ``runs`` named ("s8-bn", ..., "s9"; default all)."""
     jobs, planned = [], []
     for name, session, norm, recipe_name, seed, overrides, validation, loader in specs:
+        if runs is not None and (f"s8-{norm}" if session == "s8" else "s9") not in runs:
+            continue
         recipe = recipes.recipe_with_settings(session, recipe_name, norm or "bn", overrides)
         if is_done(records, session, norm or "bn", recipe, seed, loader, VALIDATION if validation else FULL, epochs):
             print(f"[plan] {name}: already in doc/results", flush=True)
@@ -139,7 +144,8 @@ def _plan(specs: list[tuple], records: list[dict], epochs: int, smoke: bool, cud
     return jobs
 
 
-def tune_jobs(records: list[dict], epochs: int, smoke: bool = False, cuda_graph: bool = False) -> list[Job]:
+def tune_jobs(records: list[dict], epochs: int, smoke: bool = False, cuda_graph: bool = False,
+              runs: tuple[str, ...] | None = None) -> list[Job]:
     """The candidates on the validation split and the seed documents' readings, the long S9 runs first."""
     specs = []
     for key, candidates in sel.CANDIDATES.items():
@@ -151,17 +157,17 @@ def tune_jobs(records: list[dict], epochs: int, smoke: bool = False, cuda_graph:
     specs += [(f"read/s8-{n}-{sel.candidate_name(r)}-s1", "s8", n, "seed", 1, r, False, "device")
               for r in sel.S8_READINGS for n in NORMS]
     specs.sort(key=lambda s: (s[1] != "s9", s[0].startswith("read/s8")))  # S9 first, the S8 readings last
-    return _plan(specs, records, epochs, smoke, cuda_graph)
+    return _plan(specs, records, epochs, smoke, cuda_graph, runs)
 
 
 def final_jobs(records: list[dict], epochs: int, smoke: bool = False, cuda_graph: bool = False,
-               loader: str = "device") -> list[Job]:
+               loader: str = "device", runs: tuple[str, ...] | None = None) -> list[Job]:
     """Seeds 1-3 of the recipes as helpers/recipes.py holds them now (S9 only for the albumentations loader)."""
     runs = [("s9", None)] + ([] if loader == "albumentations" else [("s8", n) for n in NORMS])
     specs = [(f"final/{session}{'-' + norm if norm else ''}-{recipe}-{loader}-s{seed}", session, norm, recipe, seed,
               {}, False, loader)
              for seed in (1, 2, 3) for session, norm in runs for recipe in ("tuned", "seed")]
-    return _plan(specs, records, epochs, smoke, cuda_graph)
+    return _plan(specs, records, epochs, smoke, cuda_graph, runs)
 
 
 def use_graphs(choice: str, speed_json: Path | None, tests_passed: bool | None) -> bool:
@@ -198,6 +204,9 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="where results.tar.gz goes ($OUT on the GPU machine)")
     p.add_argument("--phases", nargs="+", choices=PHASES, default=list(PHASES), help="default: all")
+    p.add_argument("--runs", nargs="+", choices=RUN_KEYS, default=None,
+                   help="train only these runs in tune / finals / loaders (default: all), to spend a short "
+                        "device call where it matters most")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--budget", type=float, default=540, help="seconds for all phases together (default 540)")
     p.add_argument("--parallel", type=int, default=10, help="runs side by side (default 10)")
@@ -249,7 +258,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"[plan] speed done at {time.time() - t0:.0f} s", flush=True)
 
     if "tune" in phases:
-        run_jobs(tune_jobs(records, e, smoke, graphs), args.parallel, deadline, "tune")
+        run_jobs(tune_jobs(records, e, smoke, graphs, args.runs), args.parallel, deadline, "tune")
         choose = [sys.executable, "benchmarks/select_recipes.py", str(RUNS), "--epochs", str(e),
                   "--evidence", str(RUNS / "selection.json")]
         choose += ["--dry-run"] if smoke else [str(RESULTS)]  # a dry run of the plan changes no recipe
@@ -261,9 +270,9 @@ def main(argv: list[str] | None = None) -> None:
 
     jobs = []
     if "finals" in phases:
-        jobs += final_jobs(records, e, smoke, graphs)
+        jobs += final_jobs(records, e, smoke, graphs, runs=args.runs)
     if "loaders" in phases:
-        jobs += final_jobs(records, e, smoke, loader="albumentations")
+        jobs += final_jobs(records, e, smoke, loader="albumentations", runs=args.runs)
     if "notebooks" in phases:
         for nb in ("s9_advanced_convolutions", "s8_normalization"):
             jobs.insert(0, Job(f"notebook/{nb}", [sys.executable, ".device/execute.py", f"notebooks/{nb}.ipynb"],
