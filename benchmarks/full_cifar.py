@@ -163,10 +163,10 @@ def tune_jobs(records: list[dict], epochs: int, smoke: bool = False, cuda_graph:
 def final_jobs(records: list[dict], epochs: int, smoke: bool = False, cuda_graph: bool = False,
                loader: str = "device", runs: tuple[str, ...] | None = None) -> list[Job]:
     """Seeds 1-3 of the recipes as helpers/recipes.py holds them now (S9 only for the albumentations loader)."""
-    runs = [("s9", None)] + ([] if loader == "albumentations" else [("s8", n) for n in NORMS])
+    nets = [("s9", None)] + ([] if loader == "albumentations" else [("s8", n) for n in NORMS])
     specs = [(f"final/{session}{'-' + norm if norm else ''}-{recipe}-{loader}-s{seed}", session, norm, recipe, seed,
               {}, False, loader)
-             for seed in (1, 2, 3) for session, norm in runs for recipe in ("tuned", "seed")]
+             for seed in (1, 2, 3) for session, norm in nets for recipe in ("tuned", "seed")]
     return _plan(specs, records, epochs, smoke, cuda_graph, runs)
 
 

@@ -141,6 +141,8 @@ def test_full_cifar_plan_runs_only_what_is_not_committed():
         3 * len(select_recipes.S8_READINGS)
     assert len(tune) == expected and tune[0].argv[3] == "s9" and "--cuda-graph" in tune[0].argv
     assert sum("--validation" in j.argv for j in tune) == sum(map(len, select_recipes.CANDIDATES.values()))
+    assert {j.name for j in full_cifar.final_jobs([], 20, runs=("s9",))} == {
+        f"final/s9-{r}-device-s{k}" for r in ("seed", "tuned") for k in (1, 2, 3)}
     only = full_cifar.tune_jobs([], 20, runs=("s8-ln",))
     assert only and all(j.name.startswith(("tune/s8-ln", "read/s8-ln")) for j in only)
     val = _record("s8", "ln", "tuned", 1, [75.0] * 20, kind=full_cifar.VALIDATION)
