@@ -226,7 +226,8 @@ def main(argv: list[str] | None = None) -> None:
     tuned = False  # has helpers/recipes.py been rewritten by this call?
     tests_passed = None  # not run in this call
     if "tests" in phases:
-        tests = Job("pytest", [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"])
+        tests = Job("pytest", [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+                    env={"OMP_NUM_THREADS": "8"})  # alone on the machine: the CPU tests may use its cores
         run_jobs([tests], 1, min(deadline, time.time() + 300), "tests")
         tests_passed = tests.proc.returncode == 0
         pack(out)
