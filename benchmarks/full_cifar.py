@@ -96,25 +96,21 @@ def run_jobs(jobs: list[Job], parallel: int, deadline: float, label: str) -> Non
         print(f"[{label}] {job.name}: not started (no time left)", flush=True)
 
 
-def committed(folder: Path = RESULTS) -> list[dict]:
-    """The run records committed in doc/results (what earlier sessions measured)."""
-    return sel.load_runs(folder)
-
-
 def is_done(records: list[dict], session: str, norm: str, recipe: recipes.Recipe, seed: int, loader: str,
             data: str, epochs: int) -> bool:
     """Is there a record of this very run (recipe, seed, loader, data, epochs)?"""
     return any(r["config"]["session"] == session and (session == "s9" or r["config"]["norm"] == norm)
                and r["config"]["seed"] == seed and r["config"]["loader"] == loader
                and r["config"]["data"] == data and r["epochs"] == epochs
-               and recipes.Recipe(**r["config"]["recipe"]) == recipe for r in records)
+               and sel.made_with(r["config"]["recipe"], recipe) for r in records)
 
 
 def cli(name: str, session: str, norm: str | None, recipe: str, seed: int, epochs: int, overrides: dict,
-        validation: bool = False, loader: str = "device", smoke: bool = False, cuda_graph: bool = False) -> Job:
-    """A ``python -m helpers.run`` job writing into runs/gpu/NAME."""
+        validation: bool = False, loader: str = "device", smoke: bool = False, cuda_graph: bool = False,
+        out: Path | None = None) -> Job:
+    """A ``python -m helpers.run`` job writing into ``out`` (default runs/gpu/NAME)."""
     argv = [sys.executable, "-m", "helpers.run", session, "--recipe", recipe, "--seed", str(seed),
-            "--epochs", str(epochs), "--loader", loader, "--out", str(RUNS / name), "--no-progress"]
+            "--epochs", str(epochs), "--loader", loader, "--out", str(out or RUNS / name), "--no-progress"]
     argv += ["--norm", norm] if session == "s8" else []
     argv += ["--set", *sel.candidate_args(overrides)] if overrides else []
     argv += ["--validation"] if validation else []
@@ -221,7 +217,7 @@ def main(argv: list[str] | None = None) -> None:
     if RUNS.exists():
         shutil.rmtree(RUNS)
     RUNS.mkdir(parents=True)
-    records = [] if smoke else committed()
+    records = [] if smoke else sel.load_runs(RESULTS)  # what earlier sessions committed
 
     tuned = False  # has helpers/recipes.py been rewritten by this call?
     tests_passed = None  # not run in this call
@@ -246,8 +242,8 @@ def main(argv: list[str] | None = None) -> None:
         start = time.time()
         graphs = use_graphs(args.cuda_graph, RUNS / "speed.json", tests_passed)
         print(f"[plan] CUDA graphs for the device-loader runs: {'on' if graphs else 'off'}", flush=True)
-        timed = cli("s9-tuned-cli", "s9", None, "tuned", 1, e, {}, smoke=smoke, cuda_graph=graphs)
-        timed.argv[timed.argv.index("--out") + 1] = str(RUNS.parent / "gpu-speed")  # not a result to collect
+        timed = cli("s9-tuned-cli", "s9", None, "tuned", 1, e, {}, smoke=smoke, cuda_graph=graphs,
+                    out=RUNS.parent / "gpu-speed")  # outside runs/gpu: not a result to collect
         try:
             subprocess.run(timed.argv, cwd=ROOT, check=False, stdout=open(RUNS / "speed_cli.log", "w"),
                            stderr=subprocess.STDOUT, timeout=max(1.0, deadline - time.time()))

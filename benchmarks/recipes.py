@@ -84,7 +84,15 @@ def current(record: dict) -> bool:
     """Was the run made with the recipe that helpers.recipes holds now?"""
     c = record["config"]
     expected = recipes.get_recipe(c["session"], c["recipe"]["name"], c["norm"] or "bn")
-    return recipes.Recipe(**c["recipe"]) == expected  # a field added since takes its default
+    return select_recipes.made_with(c["recipe"], expected)
+
+
+def runs_of(records: list[dict], run: str, recipe: str, kind: str, loader: str | None = None) -> list[dict]:
+    """The records of ``run`` ("s9", "s8-bn", ...) made with the current ``recipe`` on data ``kind``
+    (and ``loader``, when given)."""
+    return [r for r in records if run_name(r["config"]) == run and r["config"]["recipe"]["name"] == recipe
+            and data_kind(r["config"]) == kind and current(r)
+            and (loader is None or r["config"]["loader"] == loader)]
 
 
 def _cell(values: list[float]) -> str:
@@ -102,9 +110,7 @@ def results_table(records: list[dict], kind: str, loader: str | None = "device")
     for run in RUNS:
         cells, first85 = [], ""
         for name in recipes.RECIPES:
-            found = [r for r in records if run_name(r["config"]) == run and r["config"]["recipe"]["name"] == name
-                     and data_kind(r["config"]) == kind and current(r)
-                     and (loader is None or r["config"]["loader"] == loader)]
+            found = runs_of(records, run, name, kind, loader)
             cells.append(_cell([r["history"][-1]["test_acc"] for r in found]))
             if name == "tuned" and run == "s9" and found:
                 epochs = [next((h["epoch"] for h in r["history"] if h["test_acc"] >= 85), None) for r in found]
@@ -175,8 +181,7 @@ def gains(records: list[dict], kind: str) -> str:
     for run in RUNS:
         means = {}
         for name in recipes.RECIPES:
-            found = [r["history"][-1]["test_acc"] for r in records if run_name(r["config"]) == run
-                     and r["config"]["recipe"]["name"] == name and data_kind(r["config"]) == kind and current(r)]
+            found = [r["history"][-1]["test_acc"] for r in runs_of(records, run, name, kind)]
             if found:
                 means[name] = (statistics.fmean(found), len(found))
         if len(means) == 2:
@@ -192,9 +197,8 @@ def _reading(recipe: dict) -> str:
 
 def seed_evidence(records: list[dict]) -> str:
     """doc/tuning.md: which reading of the S9 seed document its published log supports, and how close our runs come."""
-    log = select_recipes
     seed = recipes.get_recipe("s9", "seed")
-    train = log.S9_PUBLISHED_TRAIN_ACC
+    train = select_recipes.S9_PUBLISHED_TRAIN_ACC
     jump = max(range(5, len(train)), key=lambda i: train[i] - train[i - 1])  # index of the epoch after the jump
     lines = [f"**Where the lr drops.** In epochs 1-20 of the published log, train accuracy jumps most between "
              f"epochs {jump} and {jump + 1} ({train[jump - 1]:.2f} -> {train[jump]:.2f} %): the lr falling "
@@ -203,18 +207,18 @@ def seed_evidence(records: list[dict]) -> str:
              f"the threshold:", "",
              "| threshold reading | lr lower from epoch |", "|---|---|"]
     for mode in recipes.THRESHOLD_MODES:
-        drops = log.plateau_drop_epochs(log.S9_PUBLISHED_TEST_LOSS, dataclasses.replace(seed, threshold_mode=mode))
+        drops = select_recipes.plateau_drop_epochs(select_recipes.S9_PUBLISHED_TEST_LOSS, dataclasses.replace(seed, threshold_mode=mode))
         kept = " (the seed recipe now)" if mode == seed.threshold_mode else ""
         lines.append(f"| {mode}{kept} | {', '.join(map(str, drops)) or 'never'} |")
     lines += ["", "**Our S9 seed-recipe runs against the published log** (full CIFAR-10, mean absolute "
                   "difference of test accuracy over epochs 1-20; `doc/seed_vs_log_s9.png`):", "",
               "| run | reading | current recipe | test gap | epoch 10 train / test | epoch 20 train / test |",
               "|---|---|---|---|---|---|",
-              f"| published log | | | | {log.S9_PUBLISHED_TRAIN_ACC[9]:.2f} / {log.S9_PUBLISHED_TEST_ACC[9]:.2f} | "
-              f"{log.S9_PUBLISHED_TRAIN_ACC[19]:.2f} / {log.S9_PUBLISHED_TEST_ACC[19]:.2f} |"]
+              f"| published log | | | | {select_recipes.S9_PUBLISHED_TRAIN_ACC[9]:.2f} / {select_recipes.S9_PUBLISHED_TEST_ACC[9]:.2f} | "
+              f"{select_recipes.S9_PUBLISHED_TRAIN_ACC[19]:.2f} / {select_recipes.S9_PUBLISHED_TEST_ACC[19]:.2f} |"]
     for r in _s9_seed_runs(records):
         h = r["history"]
-        gap = statistics.fmean(abs(e["test_acc"] - p) for e, p in zip(h[:20], log.S9_PUBLISHED_TEST_ACC))
+        gap = statistics.fmean(abs(e["test_acc"] - p) for e, p in zip(h[:20], select_recipes.S9_PUBLISHED_TEST_ACC))
         lines.append(f"| seed {r['config']['seed']} | {_reading(r['config']['recipe'])} | "
                      f"{'yes' if current(r) else 'no'} | {gap:.2f} | "
                      f"{h[9]['train_acc']:.2f} / {h[9]['test_acc']:.2f} | {h[19]['train_acc']:.2f} / {h[19]['test_acc']:.2f} |")
@@ -256,8 +260,7 @@ def recipe_figures(records: list[dict], dest: Path = DOC) -> list[Path]:
     for run in RUNS:
         fig, ax = plt.subplots(figsize=(6, 4))
         for name, colour in zip(recipes.RECIPES, ("tab:blue", "tab:orange")):
-            found = [r for r in records if run_name(r["config"]) == run and r["config"]["recipe"]["name"] == name
-                     and data_kind(r["config"]) == "full" and current(r)]
+            found = runs_of(records, run, name, "full")
             if not found:
                 continue
             n = min(len(r["history"]) for r in found)

@@ -89,8 +89,9 @@ def run_key(config: dict) -> str:
     return f"s8-{config['norm']}" if config["session"] == "s8" else "s9"
 
 
-def _matches(recipe: dict, expected: recipes.Recipe) -> bool:
-    return recipes.Recipe(**recipe) == expected  # a field added since takes its default
+def made_with(recipe: dict, expected: recipes.Recipe) -> bool:
+    """Was a run's recorded recipe (a dict from its run.json) ``expected``? A field added since takes its default."""
+    return recipes.Recipe(**recipe) == expected
 
 
 def plateau_drop_epochs(test_losses: list[float], recipe: recipes.Recipe) -> list[int]:
@@ -116,7 +117,7 @@ def choose_tuned(runs: list[dict], epochs: int = 20) -> dict:
             expected = recipes.recipe_with_settings(session, "tuned", norm, overrides)
             found = [r for r in runs if r["config"]["session"] == session and run_key(r["config"]) == key
                      and "validation" in r["config"]["data"] and r["epochs"] == epochs
-                     and _matches(r["config"]["recipe"], expected)]
+                     and made_with(r["config"]["recipe"], expected)]
             if found:
                 scores.append((statistics.fmean(r["final_test_acc"] for r in found), overrides))
         table = [{"overrides": o, "val_acc": a} for a, o in scores]
@@ -135,7 +136,7 @@ def choose_s9_seed(runs: list[dict], epochs: int = 20) -> dict | None:
         expected = recipes.get_recipe("s9", "seed", **reading)
         found = [r for r in runs if r["config"]["session"] == "s9" and "test images" in r["config"]["data"]
                  and r["config"]["seed"] == 1 and r["epochs"] >= epochs and r["config"]["loader"] == "device"
-                 and _matches(r["config"]["recipe"], expected)]
+                 and made_with(r["config"]["recipe"], expected)]
         if found:
             h = found[0]["history"][:20]
             gap = statistics.fmean(abs(e["test_acc"] - p) for e, p in zip(h, S9_PUBLISHED_TEST_ACC))
@@ -155,7 +156,7 @@ def choose_s8_seed(runs: list[dict], epochs: int = 20) -> dict | None:
             expected = recipes.get_recipe("s8", "seed", norm, **reading)
             found = [r for r in runs if r["config"]["session"] == "s8" and r["config"]["norm"] == norm
                      and "test images" in r["config"]["data"] and r["config"]["seed"] == 1 and r["epochs"] >= epochs
-                     and r["config"]["loader"] == "device" and _matches(r["config"]["recipe"], expected)]
+                     and r["config"]["loader"] == "device" and made_with(r["config"]["recipe"], expected)]
             if found:
                 finals[norm] = found[0]["final_test_acc"]
                 passed += max(e["test_acc"] for e in found[0]["history"][:20]) >= 70.0
