@@ -6,8 +6,8 @@
 
 Phases, run in this order whatever order they are named in:
 
-* ``tests``: ``python -m pytest`` (CUDA tests included), first and alone, so a broken GPU path
-  shows before anything is measured with it;
+* ``tests``: the CUDA tests (tests/test_gpu.py) first and alone, so a broken GPU path shows
+  before anything is measured with it; the whole ``python -m pytest`` then runs beside the trainings;
 * ``speed``: benchmarks/gpu_speed.py alone on the GPU (both loaders, with and without CUDA graphs),
   then ``python -m helpers.run s9 --recipe tuned`` timed from process start to figures written;
 * ``tune``: every candidate of benchmarks/select_recipes.py on the validation split and the seed
@@ -17,14 +17,19 @@ Phases, run in this order whatever order they are named in:
 * ``loaders``: S9 seed and tuned recipes, seeds 1-3, with the albumentations loader (to compare);
 * ``notebooks``: both notebooks executed on full CIFAR-10 (.device/execute.py).
 
+The training phases are pipelined: S9 is tuned first, and its finals start as soon as its
+candidates have ended and the choice is made, while the S8 candidates still train.
+
 A run whose result is already committed in doc/results (same recipe, seed, loader, data and
 epochs) is not run again, so each session picks up where the last one stopped. Every run is a
 ``python -m helpers.run`` process with one CPU thread (the GPU does the work; 16 threads per
-process starve 16 cores). Logs and run.json files go to runs/gpu/ and, after every phase, into
+process starve 16 cores). Logs and run.json files go to runs/gpu/ and, as each run ends, into
 OUT/results.tar.gz, with the executed notebooks and, after ``tune``, the rewritten recipes.py.
 Each device call starts from this checkout, so between calls unpack the archive here (it
 replaces helpers/recipes.py with the chosen one), run ``python benchmarks/recipes.py collect
 runs/gpu`` and commit: the next call then trains the chosen recipes and skips what is done.
+A second call on the same, still warm machine can skip that step: ``--keep`` keeps runs/gpu,
+counts its runs as done and restores the recipes.py the earlier call chose.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ import sys
 import tarfile
 import time
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -72,12 +78,25 @@ class Job:
         self.started = time.time()
 
 
-def run_jobs(jobs: list[Job], parallel: int, deadline: float, label: str) -> None:
-    """Run ``jobs`` in order, ``parallel`` at a time, until done or ``deadline`` (then stop the rest)."""
-    waiting, running = list(jobs), []
-    while (waiting or running) and time.time() < deadline:
-        while waiting and len(running) < parallel:
-            job = waiting.pop(0)
+def run_jobs(jobs: list[Job], parallel: int, deadline: float, label: str,
+             then: list[tuple[list[Job], Callable[[], list[Job]]]] = (),
+             after_each: Callable[[], None] | None = None) -> None:
+    """Run ``jobs`` in order, ``parallel`` at a time, until done or ``deadline`` (then stop the rest).
+
+    ``then`` pipelines the plan: for each (group, follow_up), once every job of ``group`` has ended,
+    ``follow_up()`` is called and the jobs it returns go before every job of ``jobs`` still waiting
+    (in the order the follow-ups came due): the S9 finals start as soon as the S9 tuning is chosen,
+    while the S8 tuning still runs."""
+    front, waiting, running = [], list(jobs), []
+    pending = [(set(map(id, group)), follow_up) for group, follow_up in then]
+    ended: set[int] = set()
+    while (front or waiting or running or pending) and time.time() < deadline:
+        for group, follow_up in list(pending):
+            if group <= ended:
+                pending.remove((group, follow_up))
+                front += follow_up()
+        while (front or waiting) and len(running) < parallel:
+            job = (front or waiting).pop(0)
             job.start()
             running.append(job)
         for job in list(running):
@@ -85,14 +104,20 @@ def run_jobs(jobs: list[Job], parallel: int, deadline: float, label: str) -> Non
                 job.ended = time.time()
                 job.log.close()
                 running.remove(job)
+                ended.add(id(job))
                 print(f"[{label}] {job.name}: exit {job.proc.returncode} after {job.ended - job.started:.0f} s",
                       flush=True)
+                if after_each is not None:
+                    after_each()  # e.g. pack the results, so a call cut short still returns what ended
+        if not (front or waiting or running or pending):
+            break
         time.sleep(0.5)
     for job in running:
         job.proc.kill()
+        job.proc.wait()
         job.log.close()
         print(f"[{label}] {job.name}: stopped at the deadline", flush=True)
-    for job in waiting:
+    for job in front + waiting:
         print(f"[{label}] {job.name}: not started (no time left)", flush=True)
 
 
@@ -209,23 +234,33 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--cuda-graph", choices=("auto", "on", "off"), default="auto",
                    help="train the device-loader runs with --cuda-graph; auto (the default): when this call's "
                         "tests passed and its speed phase timed the graphs faster for both sessions")
+    p.add_argument("--keep", action="store_true",
+                   help="a second call on the same (still warm) machine: keep runs/gpu, count its runs as done "
+                        "and use the recipes the earlier call chose")
     p.add_argument("--smoke", action="store_true", help="synthetic data: a dry run of the plan")
     args = p.parse_args(argv)
     t0, out, e, smoke = time.time(), Path(args.out), args.epochs, args.smoke
     deadline = t0 + args.budget
     phases = [ph for ph in PHASES if ph in args.phases]
-    if RUNS.exists():
+    if RUNS.exists() and not args.keep:
         shutil.rmtree(RUNS)
-    RUNS.mkdir(parents=True)
-    records = [] if smoke else sel.load_runs(RESULTS)  # what earlier sessions committed
+    RUNS.mkdir(parents=True, exist_ok=True)
+    # what earlier sessions committed and, with --keep, what the earlier call on this machine ran
+    records = [] if smoke else sel.load_runs(RESULTS, *([RUNS] if args.keep else []))
 
-    tuned = False  # has helpers/recipes.py been rewritten by this call?
-    tests_passed = None  # not run in this call
-    if "tests" in phases:
-        tests = Job("pytest", [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-                    env={"OMP_NUM_THREADS": "8"})  # alone on the machine: the CPU tests may use its cores
-        run_jobs([tests], 1, min(deadline, time.time() + 300), "tests")
-        tests_passed = tests.proc.returncode == 0
+    tuned = False  # has helpers/recipes.py been rewritten by this call (or a kept earlier one)?
+    if args.keep and (RUNS / "recipes.py").is_file():  # the choice of the earlier call on this machine
+        shutil.copy(RUNS / "recipes.py", ROOT / "helpers" / "recipes.py")
+        importlib.reload(recipes)
+        tuned = True
+    tests_passed, suite = None, None  # not run in this call
+    if "tests" in phases:  # the CUDA tests first and alone; the whole suite later, beside the training runs
+        gpu_tests = Job("pytest-gpu", [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                                       "tests/test_gpu.py"], env={"OMP_NUM_THREADS": "8"})
+        run_jobs([gpu_tests], 1, min(deadline, time.time() + 150), "tests")
+        tests_passed = gpu_tests.proc.returncode == 0
+        suite = Job("pytest", [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+                    env={"OMP_NUM_THREADS": "4"})
         pack(out)
     graphs = use_graphs(args.cuda_graph, None, tests_passed)
 
@@ -245,36 +280,57 @@ def main(argv: list[str] | None = None) -> None:
         timed = cli("s9-tuned-cli", "s9", None, "tuned", 1, e, {}, smoke=smoke, cuda_graph=graphs,
                     out=RUNS.parent / "gpu-speed")  # outside runs/gpu: not a result to collect
         try:
-            subprocess.run(timed.argv, cwd=ROOT, check=False, stdout=open(RUNS / "speed_cli.log", "w"),
-                           stderr=subprocess.STDOUT, timeout=max(1.0, deadline - time.time()))
+            done = subprocess.run(timed.argv, cwd=ROOT, check=False, stdout=open(RUNS / "speed_cli.log", "w"),
+                                  stderr=subprocess.STDOUT, timeout=max(1.0, deadline - time.time()))
             (RUNS / "cli_s9_time.txt").write_text(f"{time.time() - start:.1f} s from process start to figures "
-                                                  f"written\n")
+                                                  f"written (CUDA graphs {'on' if graphs else 'off'}, exit "
+                                                  f"{done.returncode})\n")
+            if graphs and done.returncode != 0:  # a graphed run that fails trains nothing else with graphs
+                graphs = False
+                print("[plan] the timed run with CUDA graphs failed: graphs off", flush=True)
         except subprocess.TimeoutExpired:
             print("[plan] the timed S9 run ran out of time", flush=True)
         pack(out)
         print(f"[plan] speed done at {time.time() - t0:.0f} s", flush=True)
 
-    if "tune" in phases:
-        run_jobs(tune_jobs(records, e, smoke, graphs, args.runs), args.parallel, deadline, "tune")
+    def choose() -> None:
+        """select_recipes.py on every run so far; the jobs planned after this use the chosen recipes."""
+        nonlocal tuned
         choose = [sys.executable, "benchmarks/select_recipes.py", str(RUNS), "--epochs", str(e),
                   "--evidence", str(RUNS / "selection.json")]
         choose += ["--dry-run"] if smoke else [str(RESULTS)]  # a dry run of the plan changes no recipe
-        subprocess.run(choose, cwd=ROOT, check=False)
-        tuned = not smoke
-        importlib.reload(recipes)  # the finals below are planned with the chosen recipes
+        subprocess.run(choose, cwd=ROOT, check=False, stdout=subprocess.DEVNULL)
+        tuned = tuned or not smoke
+        importlib.reload(recipes)
+        shutil.copy(ROOT / "helpers" / "recipes.py", RUNS / "recipes.py")  # for a --keep call that follows
         pack(out, with_recipes=tuned)
-        print(f"[plan] tuning and choice done at {time.time() - t0:.0f} s", flush=True)
+        print(f"[plan] recipes chosen at {time.time() - t0:.0f} s", flush=True)
 
-    jobs = []
-    if "finals" in phases:
-        jobs += final_jobs(records, e, smoke, graphs, runs=args.runs)
-    if "loaders" in phases:
-        jobs += final_jobs(records, e, smoke, loader="albumentations", runs=args.runs)
-    if "notebooks" in phases:
-        for nb in ("s9_advanced_convolutions", "s8_normalization"):
-            jobs.insert(0, Job(f"notebook/{nb}", [sys.executable, ".device/execute.py", f"notebooks/{nb}.ipynb"],
-                               env={"SMOKE_TEST": "1"} if smoke else {}))
-    run_jobs(jobs, args.parallel, deadline, "final")
+    # S9 first, then the three S8 runs; each group's finals follow as soon as its own tuning is chosen
+    jobs, then, all_tuning = [suite] if suite else [], [], []
+    for group in (("s9",), ("s8-bn", "s8-ln", "s8-gn")):
+        keys = tuple(k for k in group if args.runs is None or k in args.runs)
+        if not keys:
+            continue
+        tuning = tune_jobs(records, e, smoke, graphs, keys) if "tune" in phases else []
+        all_tuning += tuning
+
+        def follow_up(keys: tuple[str, ...] = keys, chosen: bool = "tune" in phases) -> list[Job]:
+            if chosen:
+                choose()
+            more = final_jobs(records, e, smoke, graphs, runs=keys) if "finals" in phases else []
+            return more + (final_jobs(records, e, smoke, loader="albumentations", runs=keys)
+                           if "loaders" in phases else [])
+        jobs += tuning
+        then.append((tuning, follow_up))
+    if "notebooks" in phases:  # with the recipes chosen, before the other finals (they run longest)
+        then.insert(0, (all_tuning, lambda: [
+            Job(f"notebook/{nb}", [sys.executable, ".device/execute.py", f"notebooks/{nb}.ipynb"],
+                env={"SMOKE_TEST": "1"} if smoke else {})
+            for nb in ("s9_advanced_convolutions", "s8_normalization")]))
+    run_jobs(jobs, args.parallel, deadline, "plan", then, after_each=lambda: pack(out, with_recipes=tuned))
+    if suite is not None and suite.proc is not None and suite.proc.returncode is not None:
+        print(f"[plan] the whole test suite (beside the runs): exit {suite.proc.returncode}", flush=True)
     pack(out, with_recipes=tuned)
     print(f"[plan] {', '.join(phases)} done at {time.time() - t0:.0f} s", flush=True)
 

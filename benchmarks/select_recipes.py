@@ -187,7 +187,9 @@ def rewrite_recipes(path: Path, tuned: dict, s8_seed: dict | None, s9_seed: dict
     seed_src = "_SEED = {\n" + "".join(f"    {json.dumps(k)}: {_dict_source(v)},\n" for k, v in seed_now.items()) + "}\n"
     text = re.sub(r"(# BEGIN TUNED\n).*?(# END TUNED)", lambda m: m.group(1) + tuned_src + m.group(2), text, flags=re.S)
     text = re.sub(r"(# BEGIN SEED\n).*?(# END SEED)", lambda m: m.group(1) + seed_src + m.group(2), text, flags=re.S)
-    path.write_text(text)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)  # at once: runs starting meanwhile import the old file or the new one, never half of one
     return text
 
 

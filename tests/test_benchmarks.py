@@ -1,5 +1,7 @@
 """The benchmark scripts' own logic (their training runs take minutes to hours and are not tests)."""
 import json
+import sys
+import time
 
 import pytest
 
@@ -172,6 +174,25 @@ def test_full_cifar_uses_cuda_graphs_only_where_they_were_timed_faster(tmp_path)
     assert not full_cifar.use_graphs("auto", speed(0.9, 0.5), False)      # the tests failed
     assert not full_cifar.use_graphs("auto", tmp_path / "missing.json", None)
     assert full_cifar.use_graphs("on", None, False) and not full_cifar.use_graphs("off", speed(0.1, 0.1), True)
+
+
+def test_full_cifar_starts_a_groups_follow_up_before_the_jobs_still_waiting(tmp_path, monkeypatch):
+    monkeypatch.setattr(full_cifar, "RUNS", tmp_path)
+    job = lambda name: full_cifar.Job(name, [sys.executable, "-c", "pass"])  # noqa: E731
+    a1, a2, b, c, d = job("a1"), job("a2"), job("b"), job("c"), job("d")
+    due = []
+    then = [([a1, a2], lambda: due.append("a") or [c]),  # the finals of group a, once a1 and a2 have ended
+            ([], lambda: due.append("none") or [d])]     # an empty group is due at once
+    full_cifar.run_jobs([a1, a2, b], 1, time.time() + 60, "test", then)
+    order = [j.name for j in sorted((a1, a2, b, c, d), key=lambda j: j.started)]
+    assert due == ["none", "a"] and order == ["d", "a1", "a2", "c", "b"]
+    assert all(j.proc.returncode == 0 for j in (a1, a2, b, c, d))
+    late = job("late")
+    full_cifar.run_jobs([job("now")], 1, time.time() + 30, "test", [([], lambda: [late])])
+    assert late.started is not None
+    stopped = full_cifar.Job("slow", [sys.executable, "-c", "import time; time.sleep(30)"])
+    full_cifar.run_jobs([stopped], 1, time.time() + 1, "test")
+    assert stopped.proc.returncode is not None and stopped.proc.returncode != 0  # killed at the deadline
 
 
 def test_sample_comparison_trains_both_recipes_per_seed(tmp_path):
