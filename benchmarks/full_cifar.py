@@ -204,6 +204,14 @@ def use_graphs(choice: str, speed_json: Path | None, tests_passed: bool | None) 
     return bool(graphed) and set(graphed) == set(plain) and all(graphed[k] < plain[k] for k in plain)
 
 
+def select_argv(epochs: int, smoke: bool = False) -> list[str]:
+    """The select_recipes.py command: this call's runs and the committed ones (a dry run in smoke mode,
+    which changes no recipe)."""
+    folders = [str(RUNS)] + ([] if smoke else [str(RESULTS)])
+    return [sys.executable, "benchmarks/select_recipes.py", *folders, "--epochs", str(epochs),
+            "--evidence", str(RUNS / "selection.json")] + (["--dry-run"] if smoke else [])
+
+
 def pack(out: Path, with_recipes: bool = False) -> None:
     """OUT/results.tar.gz: run.json files, logs, executed notebooks, speed results and, ``with_recipes``
     (after the choice), helpers/recipes.py."""
@@ -296,10 +304,9 @@ def main(argv: list[str] | None = None) -> None:
     def choose() -> None:
         """select_recipes.py on every run so far; the jobs planned after this use the chosen recipes."""
         nonlocal tuned
-        choose = [sys.executable, "benchmarks/select_recipes.py", str(RUNS), "--epochs", str(e),
-                  "--evidence", str(RUNS / "selection.json")]
-        choose += ["--dry-run"] if smoke else [str(RESULTS)]  # a dry run of the plan changes no recipe
-        subprocess.run(choose, cwd=ROOT, check=False, stdout=subprocess.DEVNULL)
+        done = subprocess.run(select_argv(e, smoke), cwd=ROOT, check=False, stdout=subprocess.DEVNULL)
+        if done.returncode != 0:
+            print(f"[plan] select_recipes.py failed (exit {done.returncode}): recipes unchanged", flush=True)
         tuned = tuned or not smoke
         importlib.reload(recipes)
         shutil.copy(ROOT / "helpers" / "recipes.py", RUNS / "recipes.py")  # for a --keep call that follows

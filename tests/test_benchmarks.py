@@ -2,12 +2,15 @@
 import json
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from benchmarks import full_cifar, gpu_speed, select_recipes, tune
 from benchmarks import recipes as recipes_benchmark
 from helpers import recipes, run
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _record(session, norm, recipe, seed, accs, kind="CIFAR-10: 50000 train / 10000 test images", loader="device"):
@@ -193,6 +196,26 @@ def test_full_cifar_starts_a_groups_follow_up_before_the_jobs_still_waiting(tmp_
     stopped = full_cifar.Job("slow", [sys.executable, "-c", "import time; time.sleep(30)"])
     full_cifar.run_jobs([stopped], 1, time.time() + 1, "test")
     assert stopped.proc.returncode is not None and stopped.proc.returncode != 0  # killed at the deadline
+
+
+def test_full_cifar_select_command_parses_and_reads_both_folders(tmp_path, monkeypatch):
+    """The plan's select_recipes.py command line, run as it is (once it named doc/results after an option,
+    and argparse refused it, so no recipe was ever chosen on the GPU)."""
+    monkeypatch.setattr(full_cifar, "RUNS", tmp_path / "gpu")
+    monkeypatch.setattr(full_cifar, "RESULTS", tmp_path / "results")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "r.json").write_text(json.dumps(_record("s8", "ln", "tuned", 1, [75.0] * 20,
+                                                                    kind=full_cifar.VALIDATION)))
+    recipes_file = tmp_path / "recipes.py"
+    recipes_file.write_text((ROOT / "helpers" / "recipes.py").read_text())
+    for smoke in (False, True):
+        argv = full_cifar.select_argv(20, smoke)
+        assert argv[1] == "benchmarks/select_recipes.py" and ("--dry-run" in argv) == smoke
+        (tmp_path / "gpu").mkdir(exist_ok=True)
+        result = select_recipes.main(argv[2:] + ["--recipes-file", str(recipes_file)])
+        seen = result["tuned"]["s8-ln"]["scores"] if not smoke else []
+        assert smoke or [s["val_acc"] for s in seen] == [75.0]  # the committed record was read
+    assert recipes_file.read_text() == (ROOT / "helpers" / "recipes.py").read_text()  # incomplete: no change
 
 
 def test_sample_comparison_trains_both_recipes_per_seed(tmp_path):

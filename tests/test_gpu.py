@@ -115,11 +115,12 @@ def test_cuda_graph_step_computes_what_the_eager_step_computes(norm):
             loss.backward()
             opt.step()
             losses.append((loss.item(), log_probs.clone()))
-        assert losses[0][0] == pytest.approx(losses[1][0], rel=1e-4)
-        torch.testing.assert_close(losses[0][1], losses[1][1], atol=1e-4, rtol=1e-4)
+        assert losses[0][0] == pytest.approx(losses[1][0], rel=1e-4)  # a replay with stale weights fails this
+        # per image, bf16 kernels may round differently in the graph and eagerly: 4e-4 seen on an H200
+        torch.testing.assert_close(losses[0][1], losses[1][1], atol=2e-3, rtol=1e-3)
     assert graphed.graph_shape is not None and "forward" in vars(graphed)  # the graphs were used
     for a, b in zip(eager.model.state_dict().values(), graphed.model.state_dict().values()):
-        torch.testing.assert_close(a.float(), b.float(), atol=1e-4, rtol=1e-4)  # BN statistics as eager ones
+        torch.testing.assert_close(a.float(), b.float(), atol=1e-3, rtol=1e-3)  # BN statistics as eager ones
     x, y = batches[0][0][:10], batches[0][1][:10]  # another shape runs eagerly
     loss, _ = graphed.step(x, y)
     assert torch.isfinite(loss)
