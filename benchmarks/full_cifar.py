@@ -6,8 +6,8 @@
 
 Phases, run in this order whatever order they are named in:
 
-* ``tests``: the CUDA tests (tests/test_gpu.py) first and alone, so a broken GPU path shows
-  before anything is measured with it; the whole ``python -m pytest`` then runs beside the trainings;
+* ``tests``: ``python -m pytest`` (CUDA tests included), first and alone, so a broken GPU path shows
+  before anything is measured with it (CUDA graphs are used only when tests/test_gpu.py all passed);
 * ``speed``: benchmarks/gpu_speed.py alone on the GPU (both loaders, with and without CUDA graphs),
   then ``python -m helpers.run s9 --recipe tuned`` timed from process start to figures written;
 * ``tune``: every candidate of benchmarks/select_recipes.py on the validation split and the seed
@@ -45,6 +45,7 @@ import tarfile
 import time
 from pathlib import Path
 from typing import Callable
+from xml.etree import ElementTree
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -191,6 +192,14 @@ def final_jobs(records: list[dict], epochs: int, smoke: bool = False, cuda_graph
     return _plan(specs, records, epochs, smoke, cuda_graph, runs)
 
 
+def gpu_tests_passed(junit_xml: Path) -> bool:
+    """Did every test of tests/test_gpu.py run and pass (pytest's --junitxml report)?"""
+    if not junit_xml.is_file():
+        return False
+    cases = [c for c in ElementTree.parse(junit_xml).iter("testcase") if c.get("classname", "").endswith("test_gpu")]
+    return bool(cases) and not any(c.find(tag) is not None for c in cases for tag in ("failure", "error", "skipped"))
+
+
 def use_graphs(choice: str, speed_json: Path | None, tests_passed: bool | None) -> bool:
     """--cuda-graph on / off, or auto: on when the tests did not fail and the speed results show
     every session's training epoch faster with CUDA graphs than without."""
@@ -202,6 +211,16 @@ def use_graphs(choice: str, speed_json: Path | None, tests_passed: bool | None) 
     plain = {r["session"]: r["train_s"] for r in rows if r["loader"] == "device" and not r.get("cuda_graph")}
     graphed = {r["session"]: r["train_s"] for r in rows if r["loader"] == "device" and r.get("cuda_graph")}
     return bool(graphed) and set(graphed) == set(plain) and all(graphed[k] < plain[k] for k in plain)
+
+
+def record_cli_time(speed_json: Path, seconds: float, graphs: bool) -> None:
+    """Add the timed ``python -m helpers.run s9 --recipe tuned`` run to the speed results."""
+    if speed_json.is_file():
+        speed = json.loads(speed_json.read_text())
+        speed.update(cli_s9_seconds=round(seconds, 1), cli_cuda_graph=graphs,
+                     command="python benchmarks/full_cifar.py --phases speed ... (gpu_speed.py alone, then the "
+                             "timed CLI run)")
+        speed_json.write_text(json.dumps(speed, indent=1))
 
 
 def select_argv(epochs: int, smoke: bool = False) -> list[str]:
@@ -219,7 +238,7 @@ def pack(out: Path, with_recipes: bool = False) -> None:
     tmp = out / "results.tar.gz.tmp"
     with tarfile.open(tmp, "w:gz") as tar:
         for path in sorted(RUNS.rglob("*")):
-            if path.is_file() and (path.name in ("run.json", "speed.json", "selection.json", "cli_s9_time.txt")
+            if path.is_file() and (path.name in ("run.json", "speed.json", "selection.json", "cli_s9_time.txt", "pytest.xml")
                                    or path.suffix == ".log"):
                 tar.add(path, arcname=str(path.relative_to(ROOT)))
         if with_recipes:
@@ -238,7 +257,7 @@ def main(argv: list[str] | None = None) -> None:
                         "device call where it matters most")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--budget", type=float, default=540, help="seconds for all phases together (default 540)")
-    p.add_argument("--parallel", type=int, default=10, help="runs side by side (default 10)")
+    p.add_argument("--parallel", type=int, default=12, help="runs side by side (default 12)")
     p.add_argument("--cuda-graph", choices=("auto", "on", "off"), default="auto",
                    help="train the device-loader runs with --cuda-graph; auto (the default): when this call's "
                         "tests passed and its speed phase timed the graphs faster for both sessions")
@@ -261,16 +280,18 @@ def main(argv: list[str] | None = None) -> None:
         shutil.copy(RUNS / "recipes.py", ROOT / "helpers" / "recipes.py")
         importlib.reload(recipes)
         tuned = True
-    tests_passed, suite = None, None  # not run in this call
-    if "tests" in phases:  # the CUDA tests first and alone; the whole suite later, beside the training runs
-        gpu_tests = Job("pytest-gpu", [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                                       "tests/test_gpu.py"], env={"OMP_NUM_THREADS": "8"})
-        run_jobs([gpu_tests], 1, min(deadline, time.time() + 150), "tests")
-        tests_passed = gpu_tests.proc.returncode == 0
-        suite = Job("pytest", [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-                    env={"OMP_NUM_THREADS": "4"})
+    tests_passed = None  # not run in this call (nor, with --keep, in the earlier one)
+    if args.keep and (RUNS / "pytest.xml").is_file():
+        tests_passed = gpu_tests_passed(RUNS / "pytest.xml")
+    if "tests" in phases:  # first and alone: beside 12 training runs the CPU tests starve and time out
+        suite = Job("pytest", [sys.executable, "-m", "pytest", "-q", "-rf", "--tb=short", "-p", "no:cacheprovider",
+                               f"--junitxml={RUNS / 'pytest.xml'}"], env={"OMP_NUM_THREADS": "8"})
+        run_jobs([suite], 1, min(deadline, time.time() + 240), "tests")
+        tests_passed = gpu_tests_passed(RUNS / "pytest.xml")
+        print(f"[plan] the whole test suite: exit {suite.proc.returncode}; the CUDA tests "
+              f"{'passed' if tests_passed else 'did not all pass'}", flush=True)
         pack(out)
-    graphs = use_graphs(args.cuda_graph, None, tests_passed)
+    graphs = use_graphs(args.cuda_graph, RUNS / "speed.json" if args.keep else None, tests_passed)
 
     if "speed" in phases:  # alone on the device
         speed = [sys.executable, "benchmarks/gpu_speed.py", "--json", str(RUNS / "speed.json")]
@@ -293,6 +314,8 @@ def main(argv: list[str] | None = None) -> None:
             (RUNS / "cli_s9_time.txt").write_text(f"{time.time() - start:.1f} s from process start to figures "
                                                   f"written (CUDA graphs {'on' if graphs else 'off'}, exit "
                                                   f"{done.returncode})\n")
+            if done.returncode == 0:
+                record_cli_time(RUNS / "speed.json", time.time() - start, graphs)
             if graphs and done.returncode != 0:  # a graphed run that fails trains nothing else with graphs
                 graphs = False
                 print("[plan] the timed run with CUDA graphs failed: graphs off", flush=True)
@@ -314,7 +337,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"[plan] recipes chosen at {time.time() - t0:.0f} s", flush=True)
 
     # S9 first, then the three S8 runs; each group's finals follow as soon as its own tuning is chosen
-    jobs, then, all_tuning = [suite] if suite else [], [], []
+    jobs, then, all_tuning = [], [], []
     for group in (("s9",), ("s8-bn", "s8-ln", "s8-gn")):
         keys = tuple(k for k in group if args.runs is None or k in args.runs)
         if not keys:
@@ -336,8 +359,6 @@ def main(argv: list[str] | None = None) -> None:
                 env={"SMOKE_TEST": "1"} if smoke else {})
             for nb in ("s9_advanced_convolutions", "s8_normalization")]))
     run_jobs(jobs, args.parallel, deadline, "plan", then, after_each=lambda: pack(out, with_recipes=tuned))
-    if suite is not None and suite.proc is not None and suite.proc.returncode is not None:
-        print(f"[plan] the whole test suite (beside the runs): exit {suite.proc.returncode}", flush=True)
     pack(out, with_recipes=tuned)
     print(f"[plan] {', '.join(phases)} done at {time.time() - t0:.0f} s", flush=True)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -60,18 +61,29 @@ def data_kind(config: dict) -> str:
 
 
 def collect(folders: list[Path], dest: Path = RESULTS) -> list[Path]:
-    """Copy every run.json below ``folders`` to ``dest`` under a name that says what it is."""
+    """Copy every run.json below ``folders`` to ``dest`` under a name that says what it is: a tuning
+    candidate or a seed-document reading (``read/`` folders) keeps its folder's name in it, and a
+    record made with another recipe than the one of the same name never replaces it (it gets the
+    recipe's digest in its name)."""
     dest.mkdir(parents=True, exist_ok=True)
     written = []
     for folder in folders:
+        for path in sorted(Path(folder).rglob("speed.json")):  # benchmarks/gpu_speed.py on the full data
+            if not json.loads(path.read_text()).get("smoke"):
+                (dest / "gpu_speed.json").write_text(path.read_text())
+                written.append(dest / "gpu_speed.json")
         for path in sorted(Path(folder).rglob("run.json")):
             record = json.loads(path.read_text())
             c = record["config"]
-            extra = "" if data_kind(c) != "validation" else "-" + path.parent.name
-            name = (f"{data_kind(c)}-{run_name(c)}-{c['recipe']['name']}-{c['loader']}{extra}-seed{c['seed']}"
-                    f"-e{record['epochs']}.json")
-            (dest / name).write_text(json.dumps(record, indent=1))
-            written.append(dest / name)
+            named = data_kind(c) == "validation" or path.parent.parent.name == "read"
+            extra = "-" + path.parent.name if named else ""
+            target = dest / (f"{data_kind(c)}-{run_name(c)}-{c['recipe']['name']}-{c['loader']}{extra}"
+                             f"-seed{c['seed']}-e{record['epochs']}.json")
+            if target.exists() and json.loads(target.read_text())["config"]["recipe"] != c["recipe"]:
+                digest = hashlib.sha1(json.dumps(c["recipe"], sort_keys=True).encode()).hexdigest()[:8]
+                target = target.with_name(f"{target.stem}-{digest}.json")
+            target.write_text(json.dumps(record, indent=1))
+            written.append(target)
     return written
 
 
@@ -119,6 +131,30 @@ def results_table(records: list[dict], kind: str, loader: str | None = "device")
     return "\n".join(lines)
 
 
+def earlier_table(records: list[dict], kind: str) -> str:
+    """Runs of recipes that ``helpers.recipes`` no longer holds, one row per recipe: what changed since,
+    final test accuracy over seeds. Kept as evidence (the choice was made on the validation split)."""
+    groups: dict[str, list[dict]] = {}
+    for r in records:
+        c = r["config"]
+        if data_kind(c) == kind and not current(r):
+            groups.setdefault(json.dumps([run_name(c), c["recipe"]], sort_keys=True), []).append(r)
+    if not groups:
+        return ""
+    lines = ["| run | recipe | its settings (vs. that recipe now) | final test accuracy | seeds |",
+             "|---|---|---|---|---|"]
+    for key in sorted(groups):
+        found = groups[key]
+        c = found[0]["config"]
+        now = recipes.get_recipe(c["session"], c["recipe"]["name"], c["norm"] or "bn").as_dict()
+        made = recipes.Recipe(**c["recipe"]).as_dict()
+        diff = ", ".join(f"{k}={v}" for k, v in made.items() if now.get(k) != v)
+        seeds = ", ".join(str(r["config"]["seed"]) for r in sorted(found, key=lambda r: r["config"]["seed"]))
+        lines.append(f"| {run_name(c)} | {c['recipe']['name']} | {diff} | "
+                     f"{_cell([r['history'][-1]['test_acc'] for r in found])} | {seeds} |")
+    return "Runs of earlier recipes (not counted above):\n\n" + "\n".join(lines)
+
+
 def provenance(records: list[dict], kind: str) -> str:
     found = [r for r in records if data_kind(r["config"]) == kind and current(r)]
     hardware = sorted({r["hardware"] for r in found})
@@ -146,21 +182,45 @@ def speed_table(path: Path = RESULTS / "gpu_speed.json") -> str:
     if not path.is_file():
         return "not measured"
     speed = json.loads(path.read_text())
-    lines = [f"{speed['hardware']}, torch {speed['torch']}, {speed['date']}; full CIFAR-10 (JPEG copy), tuned "
-             f"recipes, one run alone on the GPU, median of {speed['epochs_timed']} epochs after a warm-up epoch, "
-             f"CUDA-event timing:", "",
-             "| session | loader | batch | train s/epoch | eval s (flip TTA) | epoch s | train images/s |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [f"{speed['hardware']}, torch {speed['torch']}, {speed['date']}; full CIFAR-10 (JPEG copy), the tuned "
+             f"recipes as they were then (batch column), one run alone on the GPU, median of "
+             f"{speed['epochs_timed']} epochs after a warm-up epoch, CUDA-event timing:", "",
+             "| session | loader | batch | train s/epoch | eval s (flip TTA) | epoch s | train images/s "
+             "| warm-up epoch s |", "|---|---|---|---|---|---|---|---|"]
     for r in speed["rows"]:
         lines.append(f"| {r['session']} | {r['loader']}{' + CUDA graphs' if r.get('cuda_graph') else ''}"
                      f"{' + torch.compile' if r.get('compile') else ''}"
                      f"{' (' + str(r['workers']) + ' workers)' if r['workers'] else ''}"
                      f" | {r['batch_size']} | {r['train_s']:.2f} | {r['eval_s']:.2f} | {r['epoch_s']:.2f} | "
-                     f"{r['train_images_per_s']:,} |")
+                     f"{r['train_images_per_s']:,} | {r['warmup_epoch_s']:.1f} |")
     if speed.get("cli_s9_seconds"):
-        lines += ["", f"`python -m helpers.run s9 --recipe tuned --loader device`, 20 epochs, alone: "
+        graphs = " with CUDA graphs" if speed.get("cli_cuda_graph") else ""
+        batch = next((f" (batch {r['batch_size']})" for r in speed["rows"] if r["session"] == "s9"), "")
+        lines += ["", f"`python -m helpers.run s9 --recipe tuned --loader device`{batch}{graphs}, 20 epochs, alone: "
                       f"{speed['cli_s9_seconds']:.1f} s from process start to figures written."]
+    lines += ["", "Targets (issue 14): " + "; ".join(speed_targets(speed)) + "."]
     return "\n".join(lines)
+
+
+SPEED_TARGETS = {("s9", "device"): 1.5, ("s8", "device"): 0.7, ("s9", "albumentations"): 5.0}
+
+
+def speed_targets(speed: dict) -> list[str]:
+    """Each target of the GPU fast path, with the fastest measured case that meets it or its best time."""
+    out = []
+    for (session, loader), limit in SPEED_TARGETS.items():
+        rows = [r for r in speed["rows"] if r["session"] == session and r["loader"] == loader]
+        if not rows:
+            out.append(f"{session} {loader} epoch <= {limit} s: not measured")
+            continue
+        best = min(rows, key=lambda r: r["epoch_s"])
+        how = " with CUDA graphs" if best.get("cuda_graph") else ""
+        out.append(f"{session} {loader} epoch <= {limit} s: {best['epoch_s']:.2f} s{how}, "
+                   f"{'met' if best['epoch_s'] <= limit else 'not met'}")
+    if speed.get("cli_s9_seconds"):
+        out.append(f"20-epoch S9 run <= 60 s: {speed['cli_s9_seconds']:.1f} s, "
+                   f"{'met' if speed['cli_s9_seconds'] <= 60 else 'not met'}")
+    return out
 
 
 def recipe_table() -> str:
@@ -286,6 +346,36 @@ def recipe_figures(records: list[dict], dest: Path = DOC) -> list[Path]:
     return paths
 
 
+def _settings(overrides: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in overrides.items()) or "no change"
+
+
+def selection_summary(path: Path = RESULTS / "selection.json") -> str:
+    """What benchmarks/select_recipes.py decided last, per run: the choice or what it waits for, and
+    every candidate's final validation accuracy (and CPU-sample margin where the rule asks for one)."""
+    if not path.is_file():
+        return "no selection made yet"
+    chosen = json.loads(path.read_text())["tuned"]
+    lines = ["Candidates are changes to the tuned recipe as it was when the choice was made; "
+             "validation accuracy is the final epoch's, seed 1.", ""]
+    for key, choice in chosen.items():
+        if choice.get("needs_sample") is not None:
+            status = (f"waits for CPU-sample runs of `{_settings(choice['needs_sample'])}` (the best on "
+                      f"validation still to pass the sample floor)")
+        elif choice.get("incomplete"):
+            status = "waits: not every candidate has a validation run yet"
+        else:
+            status = f"chose `{_settings(choice['overrides'])}`"
+        lines += [f"**{key}**: {status}.", "",
+                  "| candidate | final validation accuracy | tuned - seed on the CPU sample (points) |",
+                  "|---|---|---|"]
+        for row in sorted(choice["scores"], key=lambda r: -r["val_acc"]):
+            margin = f"{row['sample_margin']:+.2f}" if "sample_margin" in row else ""
+            lines.append(f"| {_settings(row['overrides'])} | {row['val_acc']:.2f} % | {margin} |")
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
 def replace_block(text: str, name: str, body: str) -> str:
     pattern = re.compile(rf"(<!-- results:{name} -->\n).*?(<!-- /results:{name} -->)", re.S)
     if not pattern.search(text):
@@ -299,14 +389,16 @@ def report(readme: Path = ROOT / "README.md", dest: Path = RESULTS, tuning: Path
     return the README's new text."""
     records = load(dest)
     if tuning is not None:
-        tuning.write_text(replace_block(tuning.read_text(), "seed-evidence", seed_evidence(records)))
+        text = replace_block(tuning.read_text(), "seed-evidence", seed_evidence(records))
+        tuning.write_text(replace_block(text, "selection", selection_summary(dest / "selection.json")))
     if figures is not None:
         recipe_figures(records, figures)
         seed_figure(records, figures / "seed_vs_log_s9.png")
     text = readme.read_text()
     text = replace_block(text, "recipes", recipe_table())
-    text = replace_block(text, "full", provenance(records, "full") + "\n\n" + results_table(records, "full") +
-                         "\n\n" + gains(records, "full"))
+    text = replace_block(text, "full", "\n\n".join(filter(None, [
+        provenance(records, "full"), results_table(records, "full"), gains(records, "full"),
+        earlier_table(records, "full")])))
     text = replace_block(text, "sample", provenance(records, "sample") + "\n\n" +
                          results_table(records, "sample", loader=None) + "\n\n" + gains(records, "sample"))
     text = replace_block(text, "tuning", tuning_table(records))
@@ -316,19 +408,23 @@ def report(readme: Path = ROOT / "README.md", dest: Path = RESULTS, tuning: Path
 
 
 def run_sample(data_root: str | None, runs: list[str], seeds: list[int], epochs: int = 20,
-               out: Path = ROOT / "runs" / "sample", parallel: int = 2, smoke: bool = False) -> list[Path]:
-    """Train the seed and the tuned recipe of ``runs`` for each seed, ``parallel`` processes at a time with
-    one thread each (``python -m helpers.run``); returns the run folders, each holding its run.json."""
+               out: Path = ROOT / "runs" / "sample", parallel: int = 2, smoke: bool = False,
+               names: tuple[str, ...] = recipes.RECIPES, settings: tuple[str, ...] = ()) -> list[Path]:
+    """Train the recipes ``names`` (seed and tuned) of ``runs`` for each seed, ``parallel`` processes at a
+    time with one thread each (``python -m helpers.run``); ``settings`` ("key=value", as ``--set``) change
+    the tuned recipe, to try a tuning candidate on the sample. Returns the run folders (with run.json)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "NO_ALBUMENTATIONS_UPDATE": "1"}
     todo = []
     for run in runs:
         session, norm = ("s9", None) if run == "s9" else ("s8", run[3:])
         for seed in seeds:
-            for name in recipes.RECIPES:
-                folder = Path(out) / f"{run}-{name}-seed{seed}"
+            for name in names:
+                changed = tuple(settings) if name == "tuned" else ()
+                folder = Path(out) / f"{run}-{name}{''.join('-' + c for c in changed)}-seed{seed}"
                 argv = [sys.executable, "-m", "helpers.run", session, "--recipe", name, "--seed", str(seed),
                         "--epochs", str(epochs), "--out", str(folder), "--no-progress", "--device", "cpu"]
                 argv += ["--norm", norm] if norm else []
+                argv += ["--set", *changed] if changed else []
                 argv += ["--smoke"] if smoke else ["--data-root", str(data_root)]
                 todo.append((folder, argv))
     for start in range(0, len(todo), parallel):
@@ -353,12 +449,17 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     s.add_argument("--epochs", type=int, default=20)
     s.add_argument("--parallel", type=int, default=2, help="runs at a time, one thread each (default 2)")
+    s.add_argument("--recipes", nargs="+", choices=recipes.RECIPES, default=list(recipes.RECIPES),
+                   help="default: seed and tuned")
+    s.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="change the tuned recipe (a tuning candidate, e.g. augment=crop-flip)")
     c = sub.add_parser("collect", help="copy run.json files to doc/results/")
     c.add_argument("folders", nargs="+")
     sub.add_parser("report", help="rewrite the README's result tables from doc/results/")
     args = p.parse_args(argv)
     if args.command == "sample":
-        run_sample(args.data_root, args.runs, args.seeds, args.epochs, parallel=args.parallel)
+        run_sample(args.data_root, args.runs, args.seeds, args.epochs, parallel=args.parallel,
+                   names=tuple(args.recipes), settings=tuple(args.set))
         for path in collect([ROOT / "runs" / "sample"]):
             print(f"wrote {path.relative_to(ROOT)}")
     elif args.command == "collect":

@@ -119,6 +119,9 @@ def plot_lr(history: list[dict] | Mapping[str, list[dict]], save: str | None = N
     for i, (name, h) in enumerate(runs.items()):
         ax.step([e["epoch"] for e in h], [e["lr"] for e in h], where="post", marker=".",
                 color=f"C{i % 10}", label=name or None)
+    lrs = [e["lr"] for h in runs.values() for e in h]
+    if lrs and 0 < min(lrs) and max(lrs) <= min(lrs) * 1.001:  # one constant lr (a one-epoch run): give the
+        ax.set_ylim(min(lrs) / 2, max(lrs) * 2)                  # axis a range before it turns logarithmic
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))

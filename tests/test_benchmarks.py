@@ -31,6 +31,39 @@ def test_results_table_leads_with_final_accuracy_over_seeds_and_skips_other_reci
     assert table[2].startswith("| s8-bn | not run | not run |")
 
 
+def test_collect_never_replaces_a_record_of_another_recipe(tmp_path):
+    """Two readings of the S9 seed document, seed 1, once collected under one name, so the second
+    silently replaced the first (and a committed run of an earlier recipe)."""
+    for folder, lr in (("s9-lr0.01-s1", 0.01), ("s9-lr0.1-s1", 0.1)):
+        record = _record("s9", None, "seed", 1, [70.0] * 20)
+        record["config"]["recipe"]["lr"] = lr
+        (tmp_path / "runs" / "read" / folder).mkdir(parents=True)
+        (tmp_path / "runs" / "read" / folder / "run.json").write_text(json.dumps(record))
+    dest = tmp_path / "results"
+    names = sorted(p.name for p in recipes_benchmark.collect([tmp_path / "runs"], dest))
+    assert names == ["full-s9-seed-device-s9-lr0.01-s1-seed1-e20.json", "full-s9-seed-device-s9-lr0.1-s1-seed1-e20.json"]
+    earlier = _record("s9", None, "seed", 2, [60.0] * 20)
+    earlier["config"]["recipe"]["threshold_mode"] = "abs"
+    (dest / "full-s9-seed-device-seed2-e20.json").write_text(json.dumps(earlier))
+    (tmp_path / "final" / "s9-seed-s2").mkdir(parents=True)
+    (tmp_path / "final" / "s9-seed-s2" / "run.json").write_text(json.dumps(_record("s9", None, "seed", 2, [80.0] * 20)))
+    new = recipes_benchmark.collect([tmp_path / "final"], dest)
+    assert len(new) == 1 and new[0].name.startswith("full-s9-seed-device-seed2-e20-")
+    assert json.loads((dest / "full-s9-seed-device-seed2-e20.json").read_text()) == earlier  # kept
+
+
+def test_runs_of_an_earlier_recipe_are_listed_apart_with_what_changed():
+    now = _record("s9", None, "tuned", 1, [86.0])
+    old = [_record("s9", None, "tuned", k, [a]) for k, a in ((1, 84.0), (2, 85.0))]
+    for r in old:
+        r["config"]["recipe"]["lr"] = recipes.get_recipe("s9", "tuned").lr * 3
+    assert "86.00 % (1 seed)" in recipes_benchmark.results_table([now] + old, "full")
+    earlier = recipes_benchmark.earlier_table([now] + old, "full").splitlines()
+    assert len(earlier) == 5 and earlier[-1].startswith(f"| s9 | tuned | lr={recipes.get_recipe('s9', 'tuned').lr * 3} |")
+    assert "84.50 % ± 0.71 (2 seeds) | 1, 2 |" in earlier[-1]
+    assert recipes_benchmark.earlier_table([now], "full") == ""
+
+
 def test_report_rewrites_only_the_marked_blocks(tmp_path):
     dest = tmp_path / "results"
     run_dir = tmp_path / "runs" / "a"
@@ -48,16 +81,26 @@ def test_report_rewrites_only_the_marked_blocks(tmp_path):
     blocks = "".join(f"<!-- results:{b} -->\nold\n<!-- /results:{b} -->\n"
                      for b in ("recipes", "full", "sample", "tuning", "speed"))
     readme.write_text("intro\n" + blocks + "outro\n")
-    tuning.write_text("<!-- results:seed-evidence -->\nold\n<!-- /results:seed-evidence -->\n")
+    tuning.write_text("".join(f"<!-- results:{b} -->\nold\n<!-- /results:{b} -->\n"
+                              for b in ("selection", "seed-evidence")))
+    (dest / "selection.json").write_text(json.dumps({"tuned": {
+        "s8-bn": {"overrides": {}, "incomplete": True, "needs_sample": {"augment": "crop-flip"},
+                  "scores": [{"overrides": {}, "val_acc": 80.0},
+                             {"overrides": {"augment": "crop-flip"}, "val_acc": 81.0},
+                             {"overrides": {"lr": 0.4}, "val_acc": 82.0, "sample_margin": -3.5}]},
+        "s9": {"overrides": {"lr": 0.4}, "val_acc": 86.0, "scores": [{"overrides": {"lr": 0.4}, "val_acc": 86.0}]}}}))
     figures.mkdir()
     text = recipes_benchmark.report(readme, dest, tuning, figures)
     assert text.startswith("intro\n") and text.endswith("outro\n") and "\nold\n" not in text
     assert "| s8-bn | 60.00 % (1 seed) | 70.50 % (1 seed) |" in text and "| momentum |" in text
     assert "s8-bn +10.50 points (1 vs 1 seeds)" in text
     evidence = tuning.read_text()
+    assert "**s8-bn**: waits for CPU-sample runs of `augment=crop-flip`" in evidence
+    assert "| lr=0.4 | 82.00 % | -3.50 |\n| augment=crop-flip | 81.00 % |  |" in evidence
+    assert "**s9**: chose `lr=0.4`." in evidence
     assert "between epochs 15 and 16" in evidence and "| rel (the seed recipe now) | 16 |" in evidence
     assert "| abs | 12, 19 |" in evidence  # the published log's own losses
-    assert "| seed 2 | lr 0.01, threshold rel | yes | 1.00 |" in evidence
+    assert f"| seed 2 | lr {recipes.get_recipe('s9', 'seed').lr}, threshold rel | yes | 1.00 |" in evidence
     assert {p.name for p in figures.iterdir()} == {"recipes_s8-bn.png", "recipes_s8-ln.png", "recipes_s8-gn.png",
                                                    "recipes_s9.png", "seed_vs_log_s9.png"}
     readme.write_text("no markers")
@@ -66,17 +109,18 @@ def test_report_rewrites_only_the_marked_blocks(tmp_path):
 
 
 def test_selection_rules(tmp_path, monkeypatch):
-    monkeypatch.setattr(select_recipes, "CANDIDATES", {"s9": [{}, {"lr": 0.4}, {"lr": 0.1}]})
+    lr = recipes.get_recipe("s9", "tuned").lr  # candidates are changes to the tuned recipe as it is now
+    monkeypatch.setattr(select_recipes, "CANDIDATES", {"s9": [{}, {"lr": lr * 2}, {"lr": lr / 2}]})
     runs = []
     val = "CIFAR-10: 45000 train / 5000 validation (last 10 % of train) images"
-    for overrides, acc in (({}, 80.0), ({"lr": 0.4}, 82.0), ({"lr": 0.1}, 79.0)):
+    for overrides, acc in (({}, 80.0), ({"lr": lr * 2}, 82.0), ({"lr": lr / 2}, 79.0)):
         r = _record("s9", None, "tuned", 1, [acc] * 20, kind=val)
         r["config"]["recipe"] = recipes.get_recipe("s9", "tuned", **overrides).as_dict()
         runs.append(r)
     assert select_recipes.choose_tuned(runs[:2])["s9"] == {  # one candidate missing: no choice yet
         "overrides": {}, "incomplete": True, "scores": [{"overrides": {}, "val_acc": 80.0},
-                                                        {"overrides": {"lr": 0.4}, "val_acc": 82.0}]}
-    assert select_recipes.choose_tuned(runs)["s9"]["overrides"] == {"lr": 0.4}  # the best final validation score
+                                                        {"overrides": {"lr": lr * 2}, "val_acc": 82.0}]}
+    assert select_recipes.choose_tuned(runs)["s9"]["overrides"] == {"lr": lr * 2}  # the best final validation score
     for reading, shift in (({"lr": 0.01}, 0.5), ({"lr": 0.1}, -6.0)):
         r = _record("s9", None, "seed", 1, [a + shift for a in select_recipes.S9_PUBLISHED_TEST_ACC])
         r["config"]["recipe"] = recipes.get_recipe("s9", "seed", **reading).as_dict()
@@ -88,6 +132,25 @@ def test_selection_rules(tmp_path, monkeypatch):
     path.write_text(open(recipes.__file__).read())
     text = select_recipes.rewrite_recipes(path, {"s9": {"overrides": {"lr": 0.4}}}, None, chosen)
     assert '"s9": dict(lr=0.4,' in text and "# END TUNED" in text
+
+
+def test_s8_bn_is_tuned_only_to_a_recipe_that_also_wins_on_the_cpu_sample(monkeypatch):
+    lr = recipes.get_recipe("s8", "tuned", "bn").lr
+    monkeypatch.setattr(select_recipes, "CANDIDATES", {"s8-bn": [{}, {"lr": lr * 2}]})
+    val, sample = full_cifar.VALIDATION, "CIFAR-10: 4068 train / 1017 test images"
+
+    def run(recipe_name, overrides, kind, acc):
+        r = _record("s8", "bn", recipe_name, 1, [acc] * 20, kind=kind, loader="albumentations")
+        r["config"]["recipe"] = recipes.recipe_with_settings("s8", recipe_name, "bn", overrides).as_dict()
+        return r
+    runs = [run("tuned", {}, val, 80.0), run("tuned", {"lr": lr * 2}, val, 82.0),
+            run("seed", {}, sample, 50.0), run("tuned", {}, sample, 60.0)]
+    waiting = select_recipes.choose_tuned(runs)["s8-bn"]  # the best on validation has no sample run yet
+    assert waiting["incomplete"] and waiting["needs_sample"] == {"lr": lr * 2} and waiting["overrides"] == {}
+    fails = select_recipes.choose_tuned(runs + [run("tuned", {"lr": lr * 2}, sample, 52.0)])["s8-bn"]
+    assert fails["overrides"] == {} and fails["sample_margin"] == 10.0  # +2 points on the sample: not enough
+    wins = select_recipes.choose_tuned(runs + [run("tuned", {"lr": lr * 2}, sample, 57.0)])["s8-bn"]
+    assert wins["overrides"] == {"lr": lr * 2} and wins["sample_margin"] == 7.0
 
 
 def test_settings_parse_to_recipe_values():
@@ -142,10 +205,11 @@ def test_full_cifar_plan_runs_only_what_is_not_committed():
     assert len(albumentations) == 6 and all("--workers" in j.argv and "--cuda-graph" not in j.argv
                                             for j in albumentations)
     tune = full_cifar.tune_jobs([], 20, cuda_graph=True)
-    expected = sum(map(len, select_recipes.CANDIDATES.values())) + len(select_recipes.S9_READINGS) + \
-        3 * len(select_recipes.S8_READINGS)
+    distinct = {(key, recipes.recipe_with_settings("s9" if key == "s9" else "s8", "tuned", key[3:] or "bn", c))
+                for key, candidates in select_recipes.CANDIDATES.items() for c in candidates}  # each recipe once
+    expected = len(distinct) + len(select_recipes.S9_READINGS) + 3 * len(select_recipes.S8_READINGS)
     assert len(tune) == expected and tune[0].argv[3] == "s9" and "--cuda-graph" in tune[0].argv
-    assert sum("--validation" in j.argv for j in tune) == sum(map(len, select_recipes.CANDIDATES.values()))
+    assert sum("--validation" in j.argv for j in tune) == len(distinct)
     assert {j.name for j in full_cifar.final_jobs([], 20, runs=("s9",))} == {
         f"final/s9-{r}-device-s{k}" for r in ("seed", "tuned") for k in (1, 2, 3)}
     only = full_cifar.tune_jobs([], 20, runs=("s8-ln",))
@@ -160,6 +224,20 @@ def test_full_cifar_plan_runs_a_candidate_equal_to_the_recipe_once(monkeypatch):
     monkeypatch.setattr(select_recipes, "S9_READINGS", [])
     monkeypatch.setattr(select_recipes, "S8_READINGS", [])
     assert [j.name for j in full_cifar.tune_jobs([], 20)] == ["tune/s9-base", f"tune/s9-lr{now.lr * 2}"]
+
+
+def test_full_cifar_reads_the_cuda_tests_outcome_from_the_junit_report(tmp_path):
+    def report(*cases):
+        xml = tmp_path / "pytest.xml"
+        xml.write_text("<testsuites><testsuite>" + "".join(
+            f'<testcase classname="tests.{module}" name="t{i}">{inner}</testcase>'
+            for i, (module, inner) in enumerate(cases)) + "</testsuite></testsuites>")
+        return full_cifar.gpu_tests_passed(xml)
+    assert report(("test_gpu", ""), ("test_gpu", ""), ("test_data", "<failure/>"))  # other failures: not ours
+    assert not report(("test_gpu", ""), ("test_gpu", "<failure message='x'/>"))
+    assert not report(("test_gpu", '<skipped message="needs a CUDA GPU"/>'))  # skipped: not run on a GPU
+    assert not report(("test_data", ""))  # no CUDA test at all
+    assert not full_cifar.gpu_tests_passed(tmp_path / "missing.xml")
 
 
 def test_full_cifar_uses_cuda_graphs_only_where_they_were_timed_faster(tmp_path):
@@ -224,3 +302,8 @@ def test_sample_comparison_trains_both_recipes_per_seed(tmp_path):
     names = sorted(p.name for p in recipes_benchmark.collect([tmp_path], tmp_path / "results"))
     assert names == ["synthetic-s8-bn-seed-albumentations-seed1-e1.json",
                      "synthetic-s8-bn-tuned-albumentations-seed1-e1.json"]
+    candidate = recipes_benchmark.run_sample(None, ["s8-bn"], [1], epochs=1, out=tmp_path / "c", smoke=True,
+                                             names=("tuned",), settings=("augment=crop-flip",))
+    assert [f.name for f in candidate] == ["s8-bn-tuned-augment=crop-flip-seed1"]
+    made = json.loads((candidate[0] / "run.json").read_text())["config"]["recipe"]
+    assert made == recipes.get_recipe("s8", "tuned", "bn", augment="crop-flip").as_dict()

@@ -76,6 +76,8 @@ def test_committed_notebook_was_executed_without_errors(name):
     assert [c.execution_count for c in code] == list(range(1, len(code) + 1)), "executed out of order"
     errors = [o for c in code for o in c.outputs if o.output_type == "error"]
     assert not errors, f"{name}.ipynb holds an error output: {errors[0].ename}: {errors[0].evalue}"
+    warned = [o.text for c in code for o in c.outputs if o.output_type == "stream" and o.name == "stderr"]
+    assert not warned, f"{name}.ipynb holds a warning or other stderr output: {warned[0][:200]}"
     ids = [c.id for c in nb.cells]
     assert len(set(ids)) == len(ids), "cell ids must be unique"
 

@@ -1,3 +1,5 @@
+import warnings
+
 import matplotlib
 import numpy as np
 import pytest
@@ -83,6 +85,15 @@ def test_lr_plot_is_titled_with_the_run(tmp_path):
     assert plots.plot_lr(HISTORY, run="S9 (seed recipe)").axes[0].get_title() == \
         "S9 (seed recipe): learning rate per epoch"
     assert plots.plot_lr(HISTORY, title="my lr").axes[0].get_title() == "my lr"
+
+
+def test_lr_plot_of_one_constant_lr_warns_nothing():
+    """A one-epoch run (the notebooks' smoke mode) has one lr: the log axis needs a range of its own."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib: "Attempting to set identical low and high ylims"
+        ax = plots.plot_lr([{**HISTORY[0], "lr": 0.009999999999999995}]).axes[0]
+    low, high = ax.get_ylim()
+    assert ax.get_yscale() == "log" and low < 0.009999999999999995 < high
 
 
 def test_misclassified_titles(images):
