@@ -399,8 +399,9 @@ def report(readme: Path = ROOT / "README.md", dest: Path = RESULTS, tuning: Path
     text = replace_block(text, "full", "\n\n".join(filter(None, [
         provenance(records, "full"), results_table(records, "full"), gains(records, "full"),
         earlier_table(records, "full")])))
-    text = replace_block(text, "sample", provenance(records, "sample") + "\n\n" +
-                         results_table(records, "sample", loader=None) + "\n\n" + gains(records, "sample"))
+    text = replace_block(text, "sample", "\n\n".join(filter(None, [
+        provenance(records, "sample"), results_table(records, "sample", loader=None), gains(records, "sample"),
+        earlier_table(records, "sample")])))
     text = replace_block(text, "tuning", tuning_table(records))
     text = replace_block(text, "speed", speed_table(dest / "gpu_speed.json"))
     readme.write_text(text)

@@ -441,15 +441,15 @@ def flip_train_transforms(mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[fl
 
 def s9_train_transforms(mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD,
                         p_flip: float = 0.5, p_affine: float = 0.5, p_cutout: float = 0.5,
-                        cutout: int = 16):
-    """Session 9: HorizontalFlip, ShiftScaleRotate (as Affine: shift 0.0625, scale 0.1,
-    rotate 15, reflected borders as ShiftScaleRotate did) and one cutout x cutout hole
-    filled with the mean colour (so it becomes 0 after normalisation)."""
+                        cutout: int = 16, shift: float = 0.0625, scale: float = 0.1, rotate: float = 15.0):
+    """Session 9: HorizontalFlip, ShiftScaleRotate (as Affine: shift +-``shift`` of the size, scale
+    1 +- ``scale``, rotation +-``rotate`` degrees, reflected borders as ShiftScaleRotate did) and one
+    cutout x cutout hole filled with the mean colour (so it becomes 0 after normalisation)."""
     A, ToTensorV2 = _albumentations()
     fill = tuple(255.0 * m for m in mean)
     return A.Compose([
         A.HorizontalFlip(p=p_flip),
-        A.Affine(translate_percent=(-0.0625, 0.0625), scale=(0.9, 1.1), rotate=(-15, 15),
+        A.Affine(translate_percent=(-shift, shift), scale=(1 - scale, 1 + scale), rotate=(-rotate, rotate),
                  border_mode=4, p=p_affine),  # 4 = cv2.BORDER_REFLECT_101
         A.CoarseDropout(num_holes_range=(1, 1), hole_height_range=(cutout, cutout),
                         hole_width_range=(cutout, cutout), fill=fill, p=p_cutout),
@@ -473,24 +473,31 @@ def crop_flip_train_transforms(mean: Sequence[float] = CIFAR10_MEAN, std: Sequen
     ], strict=True)
 
 
-AUGMENTATIONS = ("s8", "flip", "s9", "s9-light", "crop-flip")
+AUGMENTATIONS = ("s8", "s8-seed-code", "flip", "s9", "s9-seed-code", "s9-light", "crop-flip")
 
 
 def train_transforms(name: str, mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD):
     """The training pipeline called ``name``:
 
-    * "s8": the Session 8 seed's flip and rotation, p=0.1 each;
+    * "s8": the Session 8 seed document's flip and rotation, p=0.1 each;
+    * "s8-seed-code": as its code did it (jyanivaddi/ERA_V1, session_8/s8.ipynb): flip p=0.1, rotation always;
     * "flip": horizontal flip, p=0.5;
     * "s9": the Session 9 seed's flip, shift-scale-rotate and cutout, p=0.5 each;
+    * "s9-seed-code": the same with the ranges of its code (session_9/s9.ipynb): shift 0.05, scale 0.05,
+      rotation 10 degrees;
     * "s9-light": the same three, with shift-scale-rotate and cutout at p=0.25 only;
     * "crop-flip": random crops of the image reflect-padded by 2 pixels, and horizontal flip p=0.5.
     """
     if name == "s8":
         return s8_train_transforms(mean, std)
+    if name == "s8-seed-code":
+        return s8_train_transforms(mean, std, p_rotate=1.0)
     if name == "flip":
         return flip_train_transforms(mean, std)
     if name == "s9":
         return s9_train_transforms(mean, std)
+    if name == "s9-seed-code":
+        return s9_train_transforms(mean, std, shift=0.05, scale=0.05, rotate=10.0)
     if name == "s9-light":
         return s9_train_transforms(mean, std, p_affine=0.25, p_cutout=0.25)
     if name == "crop-flip":

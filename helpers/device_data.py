@@ -22,9 +22,9 @@ partial batch of an epoch is dropped, as ``drop_last``), so shapes stay
 static for cuDNN's autotuner and for compiled models.
 
 ``PRESETS`` holds the arguments that mirror each named albumentations pipeline of
-``helpers.data.train_transforms`` ("s8", "flip", "s9", "s9-light", "crop-flip"): the same transforms with the
+``helpers.data.train_transforms`` (``helpers.data.AUGMENTATIONS``): the same transforms with the
 same probabilities and ranges, though not pixel for pixel (interpolation differs, and borders are
-always reflected, where the "s8" pipeline's rotation fills them with black). The loader yields
+always reflected, where the "s8" pipelines' rotation fills them with black). The loader yields
 ``(images, labels)`` like a DataLoader, so ``helpers.train.fit`` takes it as it is. The
 randomness depends only on (seed, epoch), so runs are reproducible and resumable. Needs only
 torch and numpy.
@@ -46,8 +46,10 @@ CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 # The albumentations pipelines of helpers.data by name, as augment_batch arguments (see above).
 PRESETS = {
     "s8": dict(p_flip=0.1, p_affine=0.1, shift=0.0, scale=0.0, rotate=10.0, p_cutout=0.0),
+    "s8-seed-code": dict(p_flip=0.1, p_affine=1.0, shift=0.0, scale=0.0, rotate=10.0, p_cutout=0.0),
     "flip": dict(p_flip=0.5, p_affine=0.0, p_cutout=0.0),
     "s9": dict(p_flip=0.5, p_affine=0.5, p_cutout=0.5),
+    "s9-seed-code": dict(p_flip=0.5, p_affine=0.5, p_cutout=0.5, shift=0.05, scale=0.05, rotate=10.0),
     "s9-light": dict(p_flip=0.5, p_affine=0.25, p_cutout=0.25),
     # shifts of -2..2 whole pixels on each axis, reflected borders: the pad-2 random crop
     "crop-flip": dict(p_flip=0.5, p_affine=0.0, p_cutout=0.0, crop=2),

@@ -121,6 +121,10 @@ def test_selection_rules(tmp_path, monkeypatch):
         "overrides": {}, "incomplete": True, "scores": [{"overrides": {}, "val_acc": 80.0},
                                                         {"overrides": {"lr": lr * 2}, "val_acc": 82.0}]}
     assert select_recipes.choose_tuned(runs)["s9"]["overrides"] == {"lr": lr * 2}  # the best final validation score
+    monkeypatch.setattr(select_recipes, "S9_READINGS", [])
+    monkeypatch.setattr(select_recipes, "S8_READINGS", [])
+    assert select_recipes.choose_s9_seed(runs) is None and select_recipes.choose_s8_seed(runs) is None  # none listed
+    monkeypatch.setattr(select_recipes, "S9_READINGS", [{"lr": 0.01}, {"lr": 0.1}])
     for reading, shift in (({"lr": 0.01}, 0.5), ({"lr": 0.1}, -6.0)):
         r = _record("s9", None, "seed", 1, [a + shift for a in select_recipes.S9_PUBLISHED_TEST_ACC])
         r["config"]["recipe"] = recipes.get_recipe("s9", "seed", **reading).as_dict()

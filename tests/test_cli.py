@@ -9,7 +9,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pytest
 
-from helpers import run, train
+from helpers import recipes, run, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -95,8 +95,9 @@ def test_resume_continues_a_run_and_device_loader_path(tmp_path, capsys):
     assert [p.name for p in run.redraw_figures(out, None, "cpu")] == ["curves.png", "lr.png", "misclassified.png",
                                                                        "confusion.png"]
     assert plt.get_fignums() == open_figures  # saved and closed: many runs in one process (make_figures) stay light
-    with pytest.raises(SystemExit, match=r"other settings \(recipe.lr: 0.1 -> 0.05\)"):
-        run.main(base + ["--epochs", "3", "--resume", "--lr", "0.05"])  # not the run that is saved there
+    lr = recipes.get_recipe("s8", "seed").lr
+    with pytest.raises(SystemExit, match=rf"other settings \(recipe.lr: {lr} -> {lr * 5}\)"):
+        run.main(base + ["--epochs", "3", "--resume", "--lr", str(lr * 5)])  # not the run that is saved there
 
 
 def test_resuming_a_one_cycle_run_with_more_epochs_is_refused_in_one_line(tmp_path):

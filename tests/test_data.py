@@ -139,7 +139,7 @@ def test_pipelines_are_strict_and_use_albumentations_2_arguments():
 
 
 def test_augmentations_by_name():
-    assert data.AUGMENTATIONS == ("s8", "flip", "s9", "s9-light", "crop-flip")
+    assert data.AUGMENTATIONS == ("s8", "s8-seed-code", "flip", "s9", "s9-seed-code", "s9-light", "crop-flip")
     for name in data.AUGMENTATIONS:
         assert data.train_transforms(name).strict
     assert list(_by_name(data.train_transforms("s8"))) == list(_by_name(data.s8_train_transforms()))
@@ -151,7 +151,12 @@ def test_augmentations_by_name():
     image = np.arange(32 * 32 * 3, dtype=np.uint8).reshape(32, 32, 3)
     mirrored = data.flip_train_transforms(p_flip=1.0)(image=image)["image"]
     torch.testing.assert_close(mirrored, data.eval_transforms()(image=image[:, ::-1].copy())["image"])
-    with pytest.raises(ValueError, match="s8, flip, s9, s9-light, crop-flip"):
+    code = _by_name(data.train_transforms("s9-seed-code"))  # jyanivaddi/ERA_V1 session_9/s9.ipynb
+    assert code["Affine"].rotate == (-10, 10) and code["Affine"].scale == {"x": (0.95, 1.05), "y": (0.95, 1.05)}
+    assert (code["HorizontalFlip"].p, code["Affine"].p, code["CoarseDropout"].p) == (0.5, 0.5, 0.5)
+    s8_code = _by_name(data.train_transforms("s8-seed-code"))  # session_8/s8.ipynb: RandomRotation always
+    assert (s8_code["HorizontalFlip"].p, s8_code["Rotate"].p) == (0.1, 1.0)
+    with pytest.raises(ValueError, match="s8, s8-seed-code, flip, s9, s9-seed-code, s9-light, crop-flip"):
         data.train_transforms("crop")
 
 

@@ -133,5 +133,13 @@ def test_presets_match_the_albumentations_pipelines_by_name():
                          if type(t).__name__ in kinds}
         assert {key: preset.get(key, 0.0) for key in kinds.values()} == {"p_flip": 0.0, "p_affine": 0.0,
                                                                           "p_cutout": 0.0, **probabilities}, name
+        ranges = {"shift": 0.0625, "scale": 0.1, "rotate": 15.0, **preset}  # augment_batch's defaults
+        for t in data.train_transforms(name).transforms:  # ... and its ranges
+            if type(t).__name__ == "Affine":
+                assert t.rotate == (-ranges["rotate"], ranges["rotate"]), name
+                assert t.scale["x"] == pytest.approx((1 - ranges["scale"], 1 + ranges["scale"])), name
+                assert t.translate_percent["x"] == pytest.approx((-ranges["shift"], ranges["shift"])), name
+            if type(t).__name__ == "Rotate":
+                assert t.limit == (-ranges["rotate"], ranges["rotate"]) and ranges["shift"] == ranges["scale"] == 0
         crops = [t for t in data.train_transforms(name).transforms if type(t).__name__ == "RandomCrop"]
         assert bool(crops) == bool(preset.get("crop")), name  # a pad-and-crop pipeline <-> the crop argument
