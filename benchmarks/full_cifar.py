@@ -1,8 +1,8 @@
 """The full-CIFAR-10 GPU plan, in phases that fit the device's 10-minute calls and carry over between sessions.
 
-    source .device/setup.sh && python benchmarks/full_cifar.py --out "$OUT" --phases speed tune     # one call
-    source .device/setup.sh && python benchmarks/full_cifar.py --out "$OUT" --phases finals loaders # the next
-    python benchmarks/full_cifar.py --smoke --epochs 1 --budget 120 --out /tmp/o --phases tune      # anywhere
+    source .device/setup.sh && python benchmarks/full_cifar.py --out "$OUT" --phases tests tune finals
+    source .device/setup.sh && python benchmarks/full_cifar.py --keep --out "$OUT" --phases tune finals loaders
+    python benchmarks/full_cifar.py --smoke --epochs 1 --budget 120 --out /tmp/o --phases tune   # anywhere
 
 Phases, run in this order whatever order they are named in:
 
@@ -68,6 +68,7 @@ class Job:
     def __init__(self, name: str, argv: list[str], env: dict | None = None):
         self.name, self.argv, self.env = name, argv, env or {}
         self.proc: subprocess.Popen | None = None
+        self.log = None
         self.started = self.ended = None
 
     def start(self) -> None:
@@ -78,48 +79,64 @@ class Job:
                                      env={**os.environ, "OMP_NUM_THREADS": "1", **self.env})
         self.started = time.time()
 
+    def finished(self) -> bool:
+        """Has the process ended? (Records when, and closes the log, the first time it is seen.)"""
+        if self.ended is None and self.proc is not None and self.proc.poll() is not None:
+            self.ended = time.time()
+            self.log.close()
+        return self.ended is not None
+
 
 def run_jobs(jobs: list[Job], parallel: int, deadline: float, label: str,
-             then: list[tuple[list[Job], Callable[[], list[Job]]]] = (),
-             after_each: Callable[[], None] | None = None) -> None:
+             then: list[tuple[list[Job], Callable[[], list[Job]]]] | None = None,
+             after_each: Callable[[Job], None] | None = None) -> None:
     """Run ``jobs`` in order, ``parallel`` at a time, until done or ``deadline`` (then stop the rest).
 
     ``then`` pipelines the plan: for each (group, follow_up), once every job of ``group`` has ended,
     ``follow_up()`` is called and the jobs it returns go before every job of ``jobs`` still waiting
     (in the order the follow-ups came due): the S9 finals start as soon as the S9 tuning is chosen,
-    while the S8 tuning still runs."""
+    while the S8 tuning still runs. A follow-up that comes due at the deadline is still called (its
+    choice is made), and its jobs are reported as not started."""
     front, waiting, running = [], list(jobs), []
-    pending = [(set(map(id, group)), follow_up) for group, follow_up in then]
-    ended: set[int] = set()
-    while (front or waiting or running or pending) and time.time() < deadline:
+    pending = list(then or [])
+
+    def reap() -> None:
+        for job in [j for j in running if j.finished()]:
+            running.remove(job)
+            print(f"[{label}] {job.name}: exit {job.proc.returncode} after {job.ended - job.started:.0f} s",
+                  flush=True)
+            if after_each is not None:
+                after_each(job)  # e.g. pack the results, so a call cut short still returns what ended
+
+    def call_due() -> None:
         for group, follow_up in list(pending):
-            if group <= ended:
+            if all(job.ended is not None for job in group):
                 pending.remove((group, follow_up))
-                front += follow_up()
-        while (front or waiting) and len(running) < parallel:
-            job = (front or waiting).pop(0)
-            job.start()
-            running.append(job)
-        for job in list(running):
-            if job.proc.poll() is not None:
-                job.ended = time.time()
-                job.log.close()
-                running.remove(job)
-                ended.add(id(job))
-                print(f"[{label}] {job.name}: exit {job.proc.returncode} after {job.ended - job.started:.0f} s",
-                      flush=True)
-                if after_each is not None:
-                    after_each()  # e.g. pack the results, so a call cut short still returns what ended
-        if not (front or waiting or running or pending):
-            break
-        time.sleep(0.5)
-    for job in running:
-        job.proc.kill()
-        job.proc.wait()
-        job.log.close()
-        print(f"[{label}] {job.name}: stopped at the deadline", flush=True)
-    for job in front + waiting:
-        print(f"[{label}] {job.name}: not started (no time left)", flush=True)
+                front.extend(follow_up())
+
+    try:
+        while front or waiting or running or pending:
+            call_due()
+            if time.time() >= deadline:
+                break
+            while (front or waiting) and len(running) < parallel:
+                job = (front or waiting).pop(0)
+                job.start()
+                running.append(job)
+            time.sleep(0.5)
+            reap()
+    finally:  # the deadline, or an error in a follow-up: no process outlives the plan
+        reap()
+        call_due()
+        for job in running:
+            job.proc.kill()
+            job.proc.wait()
+            job.log.close()
+            print(f"[{label}] {job.name}: stopped at the deadline", flush=True)
+        for job in front + waiting:
+            print(f"[{label}] {job.name}: not started (no time left)", flush=True)
+        for group, _ in pending:
+            print(f"[{label}] a follow-up of {', '.join(j.name for j in group)} never came due", flush=True)
 
 
 def is_done(records: list[dict], session: str, norm: str, recipe: recipes.Recipe, seed: int, loader: str,
@@ -133,8 +150,9 @@ def is_done(records: list[dict], session: str, norm: str, recipe: recipes.Recipe
 
 def cli(name: str, session: str, norm: str | None, recipe: str, seed: int, epochs: int, overrides: dict,
         validation: bool = False, loader: str = "device", smoke: bool = False, cuda_graph: bool = False,
-        out: Path | None = None) -> Job:
-    """A ``python -m helpers.run`` job writing into ``out`` (default runs/gpu/NAME)."""
+        out: Path | None = None, resume: bool = False) -> Job:
+    """A ``python -m helpers.run`` job writing into ``out`` (default runs/gpu/NAME); ``resume`` goes on from
+    the checkpoint an earlier call left there (a run stopped at its deadline)."""
     argv = [sys.executable, "-m", "helpers.run", session, "--recipe", recipe, "--seed", str(seed),
             "--epochs", str(epochs), "--loader", loader, "--out", str(out or RUNS / name), "--no-progress"]
     argv += ["--norm", norm] if session == "s8" else []
@@ -143,11 +161,12 @@ def cli(name: str, session: str, norm: str | None, recipe: str, seed: int, epoch
     argv += ["--smoke"] if smoke else []
     argv += ["--workers", "3"] if loader == "albumentations" else []  # several of them share 16 cores
     argv += ["--cuda-graph"] if cuda_graph and loader == "device" else []
+    argv += ["--resume"] if resume else []
     return Job(name, argv)
 
 
 def _plan(specs: list[tuple], records: list[dict], epochs: int, smoke: bool, cuda_graph: bool,
-          runs: tuple[str, ...] | None = None) -> list[Job]:
+          runs: tuple[str, ...] | None = None, resume: bool = False) -> list[Job]:
     """Jobs for (name, session, norm, recipe name, seed, overrides, validation, loader) specs not yet done,
     of the ``runs`` named ("s8-bn", ..., "s9"; default all)."""
     jobs, planned = [], []
@@ -162,12 +181,12 @@ def _plan(specs: list[tuple], records: list[dict], epochs: int, smoke: bool, cud
             continue  # a candidate that is the recipe as it is now
         planned.append((session, norm, recipe, seed, validation, loader))
         jobs.append(cli(name, session, norm, recipe_name, seed, epochs, overrides, validation, loader, smoke,
-                        cuda_graph))
+                        cuda_graph, resume=resume))
     return jobs
 
 
 def tune_jobs(records: list[dict], epochs: int, smoke: bool = False, cuda_graph: bool = False,
-              runs: tuple[str, ...] | None = None) -> list[Job]:
+              runs: tuple[str, ...] | None = None, resume: bool = False) -> list[Job]:
     """The candidates on the validation split and the seed documents' readings, the long S9 runs first."""
     specs = []
     for key, candidates in sel.CANDIDATES.items():
@@ -179,17 +198,17 @@ def tune_jobs(records: list[dict], epochs: int, smoke: bool = False, cuda_graph:
     specs += [(f"read/s8-{n}-{sel.candidate_name(r)}-s1", "s8", n, "seed", 1, r, False, "device")
               for r in sel.S8_READINGS for n in NORMS]
     specs.sort(key=lambda s: (s[1] != "s9", s[0].startswith("read/s8")))  # S9 first, the S8 readings last
-    return _plan(specs, records, epochs, smoke, cuda_graph, runs)
+    return _plan(specs, records, epochs, smoke, cuda_graph, runs, resume)
 
 
 def final_jobs(records: list[dict], epochs: int, smoke: bool = False, cuda_graph: bool = False,
-               loader: str = "device", runs: tuple[str, ...] | None = None) -> list[Job]:
+               loader: str = "device", runs: tuple[str, ...] | None = None, resume: bool = False) -> list[Job]:
     """Seeds 1-3 of the recipes as helpers/recipes.py holds them now (S9 only for the albumentations loader)."""
     nets = [("s9", None)] + ([] if loader == "albumentations" else [("s8", n) for n in NORMS])
     specs = [(f"final/{session}{'-' + norm if norm else ''}-{recipe}-{loader}-s{seed}", session, norm, recipe, seed,
               {}, False, loader)
              for seed in (1, 2, 3) for session, norm in nets for recipe in ("tuned", "seed")]
-    return _plan(specs, records, epochs, smoke, cuda_graph, runs)
+    return _plan(specs, records, epochs, smoke, cuda_graph, runs, resume)
 
 
 def gpu_tests_passed(junit_xml: Path) -> bool:
@@ -201,11 +220,11 @@ def gpu_tests_passed(junit_xml: Path) -> bool:
 
 
 def use_graphs(choice: str, speed_json: Path | None, tests_passed: bool | None) -> bool:
-    """--cuda-graph on / off, or auto: on when the tests did not fail and the speed results show
+    """--cuda-graph on / off, or auto: on when the CUDA tests all passed and the speed results show
     every session's training epoch faster with CUDA graphs than without."""
     if choice != "auto":
         return choice == "on"
-    if tests_passed is False or speed_json is None or not speed_json.is_file():
+    if tests_passed is not True or speed_json is None or not speed_json.is_file():
         return False
     rows = json.loads(speed_json.read_text())["rows"]
     plain = {r["session"]: r["train_s"] for r in rows if r["loader"] == "device" and not r.get("cuda_graph")}
@@ -213,11 +232,11 @@ def use_graphs(choice: str, speed_json: Path | None, tests_passed: bool | None) 
     return bool(graphed) and set(graphed) == set(plain) and all(graphed[k] < plain[k] for k in plain)
 
 
-def record_cli_time(speed_json: Path, seconds: float, graphs: bool) -> None:
+def record_cli_time(speed_json: Path, seconds: float, graphs: bool, epochs: int = 20) -> None:
     """Add the timed ``python -m helpers.run s9 --recipe tuned`` run to the speed results."""
     if speed_json.is_file():
         speed = json.loads(speed_json.read_text())
-        speed.update(cli_s9_seconds=round(seconds, 1), cli_cuda_graph=graphs,
+        speed.update(cli_s9_seconds=round(seconds, 1), cli_cuda_graph=graphs, cli_epochs=epochs,
                      command="python benchmarks/full_cifar.py --phases speed ... (gpu_speed.py alone, then the "
                              "timed CLI run)")
         speed_json.write_text(json.dumps(speed, indent=1))
@@ -231,19 +250,19 @@ def select_argv(epochs: int, smoke: bool = False) -> list[str]:
             "--evidence", str(RUNS / "selection.json")] + (["--dry-run"] if smoke else [])
 
 
-def pack(out: Path, with_recipes: bool = False) -> None:
-    """OUT/results.tar.gz: run.json files, logs, executed notebooks, speed results and, ``with_recipes``
-    (after the choice), helpers/recipes.py."""
+def pack(out: Path, with_recipes: bool = False, notebooks: tuple[Path, ...] = ()) -> None:
+    """OUT/results.tar.gz: run.json files, logs, speed results, the selection's evidence, ``notebooks``
+    (those executed without an error) and, ``with_recipes`` (after a choice), helpers/recipes.py."""
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / "results.tar.gz.tmp"
+    kept = ("run.json", "speed.json", "selection.json", "cli_s9_time.txt", "pytest.xml")
     with tarfile.open(tmp, "w:gz") as tar:
         for path in sorted(RUNS.rglob("*")):
-            if path.is_file() and (path.name in ("run.json", "speed.json", "selection.json", "cli_s9_time.txt", "pytest.xml")
-                                   or path.suffix == ".log"):
+            if path.is_file() and (path.name in kept or path.suffix == ".log"):
                 tar.add(path, arcname=str(path.relative_to(ROOT)))
         if with_recipes:
             tar.add(ROOT / "helpers" / "recipes.py", arcname="helpers/recipes.py")
-        for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        for nb in notebooks:
             tar.add(nb, arcname=str(nb.relative_to(ROOT)))
     tmp.replace(out / "results.tar.gz")
 
@@ -259,11 +278,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--budget", type=float, default=540, help="seconds for all phases together (default 540)")
     p.add_argument("--parallel", type=int, default=12, help="runs side by side (default 12)")
     p.add_argument("--cuda-graph", choices=("auto", "on", "off"), default="auto",
-                   help="train the device-loader runs with --cuda-graph; auto (the default): when this call's "
-                        "tests passed and its speed phase timed the graphs faster for both sessions")
+                   help="train the device-loader tuning runs with --cuda-graph (the finals stay eager); auto (the "
+                        "default): when this call's CUDA tests passed and its speed phase timed the graphs "
+                        "faster for both sessions")
     p.add_argument("--keep", action="store_true",
-                   help="a second call on the same (still warm) machine: keep runs/gpu, count its runs as done "
-                        "and use the recipes the earlier call chose")
+                   help="a second call on the same (still warm) machine: keep runs/gpu, count its runs as done, "
+                        "resume the runs it stopped and use the recipes the earlier call chose")
     p.add_argument("--smoke", action="store_true", help="synthetic data: a dry run of the plan")
     args = p.parse_args(argv)
     t0, out, e, smoke = time.time(), Path(args.out), args.epochs, args.smoke
@@ -272,6 +292,9 @@ def main(argv: list[str] | None = None) -> None:
     if RUNS.exists() and not args.keep:
         shutil.rmtree(RUNS)
     RUNS.mkdir(parents=True, exist_ok=True)
+    if not args.keep and (RESULTS / "selection.json").is_file():  # the choices so far, which this call extends
+        shutil.copy(RESULTS / "selection.json", RUNS / "selection.json")
+    notebooks: list[Path] = []  # executed here without an error: only these go into results.tar.gz
     # what earlier sessions committed and, with --keep, what the earlier call on this machine ran
     records = [] if smoke else sel.load_runs(RESULTS, *([RUNS] if args.keep else []))
 
@@ -284,11 +307,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.keep and (RUNS / "pytest.xml").is_file():
         tests_passed = gpu_tests_passed(RUNS / "pytest.xml")
     if "tests" in phases:  # first and alone: beside 12 training runs the CPU tests starve and time out
+        (RUNS / "pytest.xml").unlink(missing_ok=True)  # never read an earlier call's report
         suite = Job("pytest", [sys.executable, "-m", "pytest", "-q", "-rf", "--tb=short", "-p", "no:cacheprovider",
                                f"--junitxml={RUNS / 'pytest.xml'}"], env={"OMP_NUM_THREADS": "8"})
         run_jobs([suite], 1, min(deadline, time.time() + 240), "tests")
         tests_passed = gpu_tests_passed(RUNS / "pytest.xml")
-        print(f"[plan] the whole test suite: exit {suite.proc.returncode}; the CUDA tests "
+        print(f"[plan] the whole test suite: exit {suite.proc and suite.proc.returncode}; the CUDA tests "
               f"{'passed' if tests_passed else 'did not all pass'}", flush=True)
         pack(out)
     graphs = use_graphs(args.cuda_graph, RUNS / "speed.json" if args.keep else None, tests_passed)
@@ -315,7 +339,7 @@ def main(argv: list[str] | None = None) -> None:
                                                   f"written (CUDA graphs {'on' if graphs else 'off'}, exit "
                                                   f"{done.returncode})\n")
             if done.returncode == 0:
-                record_cli_time(RUNS / "speed.json", time.time() - start, graphs)
+                record_cli_time(RUNS / "speed.json", time.time() - start, graphs, e)
             if graphs and done.returncode != 0:  # a graphed run that fails trains nothing else with graphs
                 graphs = False
                 print("[plan] the timed run with CUDA graphs failed: graphs off", flush=True)
@@ -333,7 +357,7 @@ def main(argv: list[str] | None = None) -> None:
         tuned = tuned or not smoke
         importlib.reload(recipes)
         shutil.copy(ROOT / "helpers" / "recipes.py", RUNS / "recipes.py")  # for a --keep call that follows
-        pack(out, with_recipes=tuned)
+        pack(out, with_recipes=tuned, notebooks=tuple(notebooks))
         print(f"[plan] recipes chosen at {time.time() - t0:.0f} s", flush=True)
 
     # S9 first, then the three S8 runs; each group's finals follow as soon as its own tuning is chosen
@@ -342,14 +366,16 @@ def main(argv: list[str] | None = None) -> None:
         keys = tuple(k for k in group if args.runs is None or k in args.runs)
         if not keys:
             continue
-        tuning = tune_jobs(records, e, smoke, graphs, keys) if "tune" in phases else []
+        tuning = tune_jobs(records, e, smoke, graphs, keys, resume=args.keep) if "tune" in phases else []
         all_tuning += tuning
 
         def follow_up(keys: tuple[str, ...] = keys, chosen: bool = "tune" in phases) -> list[Job]:
             if chosen:
                 choose()
-            more = final_jobs(records, e, smoke, graphs, runs=keys) if "finals" in phases else []
-            return more + (final_jobs(records, e, smoke, loader="albumentations", runs=keys)
+            done = [] if smoke else sel.load_runs(RESULTS, RUNS)  # with the runs this call has finished
+            # the finals stay eager until a graphed full-length run has matched an eager one
+            more = final_jobs(done, e, smoke, runs=keys, resume=args.keep) if "finals" in phases else []
+            return more + (final_jobs(done, e, smoke, loader="albumentations", runs=keys, resume=args.keep)
                            if "loaders" in phases else [])
         jobs += tuning
         then.append((tuning, follow_up))
@@ -358,8 +384,13 @@ def main(argv: list[str] | None = None) -> None:
             Job(f"notebook/{nb}", [sys.executable, ".device/execute.py", f"notebooks/{nb}.ipynb"],
                 env={"SMOKE_TEST": "1"} if smoke else {})
             for nb in ("s9_advanced_convolutions", "s8_normalization")]))
-    run_jobs(jobs, args.parallel, deadline, "plan", then, after_each=lambda: pack(out, with_recipes=tuned))
-    pack(out, with_recipes=tuned)
+    def ended(job: Job) -> None:
+        if job.name.startswith("notebook/") and job.proc.returncode == 0:
+            notebooks.append(ROOT / "notebooks" / f"{job.name.split('/')[1]}.ipynb")
+        pack(out, with_recipes=tuned, notebooks=tuple(notebooks))
+
+    run_jobs(jobs, args.parallel, deadline, "plan", then, after_each=ended)
+    pack(out, with_recipes=tuned, notebooks=tuple(notebooks))
     print(f"[plan] {', '.join(phases)} done at {time.time() - t0:.0f} s", flush=True)
 
 

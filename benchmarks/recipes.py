@@ -62,12 +62,18 @@ def data_kind(config: dict) -> str:
 
 def collect(folders: list[Path], dest: Path = RESULTS) -> list[Path]:
     """Copy every run.json below ``folders`` to ``dest`` under a name that says what it is: a tuning
-    candidate or a seed-document reading (``read/`` folders) keeps its folder's name in it, and a
-    record made with another recipe than the one of the same name never replaces it (it gets the
-    recipe's digest in its name)."""
+    candidate, a seed-document reading (``read/`` folders) or a candidate tried on the CPU sample
+    (``--set`` in its folder's name) keeps its folder's name in it, and a record made with another
+    recipe than the one of the same name never replaces it (it gets the recipe's digest in its name).
+    The speed results and the selection's evidence (merged with the choices already there) come along."""
     dest.mkdir(parents=True, exist_ok=True)
     written = []
     for folder in folders:
+        for path in sorted(Path(folder).rglob("selection.json")):  # what benchmarks/select_recipes.py chose
+            old = json.loads((dest / "selection.json").read_text()) if (dest / "selection.json").is_file() else None
+            merged = select_recipes.merge_evidence(old, json.loads(path.read_text()))
+            (dest / "selection.json").write_text(json.dumps(merged, indent=1))
+            written.append(dest / "selection.json")
         for path in sorted(Path(folder).rglob("speed.json")):  # benchmarks/gpu_speed.py on the full data
             if not json.loads(path.read_text()).get("smoke"):
                 (dest / "gpu_speed.json").write_text(path.read_text())
@@ -75,7 +81,7 @@ def collect(folders: list[Path], dest: Path = RESULTS) -> list[Path]:
         for path in sorted(Path(folder).rglob("run.json")):
             record = json.loads(path.read_text())
             c = record["config"]
-            named = data_kind(c) == "validation" or path.parent.parent.name == "read"
+            named = data_kind(c) == "validation" or path.parent.parent.name == "read" or "=" in path.parent.name
             extra = "-" + path.parent.name if named else ""
             target = dest / (f"{data_kind(c)}-{run_name(c)}-{c['recipe']['name']}-{c['loader']}{extra}"
                              f"-seed{c['seed']}-e{record['epochs']}.json")
@@ -132,17 +138,18 @@ def results_table(records: list[dict], kind: str, loader: str | None = "device")
 
 
 def earlier_table(records: list[dict], kind: str) -> str:
-    """Runs of recipes that ``helpers.recipes`` no longer holds, one row per recipe: what changed since,
-    final test accuracy over seeds. Kept as evidence (the choice was made on the validation split)."""
+    """Runs of recipes that ``helpers.recipes`` no longer holds, one row per recipe and loader: what
+    changed since, final test accuracy over seeds. Kept as evidence (the choice was made on the
+    validation split)."""
     groups: dict[str, list[dict]] = {}
     for r in records:
         c = r["config"]
         if data_kind(c) == kind and not current(r):
-            groups.setdefault(json.dumps([run_name(c), c["recipe"]], sort_keys=True), []).append(r)
+            groups.setdefault(json.dumps([run_name(c), c["recipe"], c["loader"]], sort_keys=True), []).append(r)
     if not groups:
         return ""
-    lines = ["| run | recipe | its settings (vs. that recipe now) | final test accuracy | seeds |",
-             "|---|---|---|---|---|"]
+    lines = ["| run | recipe | loader | its settings (vs. that recipe now) | final test accuracy | seeds |",
+             "|---|---|---|---|---|---|"]
     for key in sorted(groups):
         found = groups[key]
         c = found[0]["config"]
@@ -150,7 +157,7 @@ def earlier_table(records: list[dict], kind: str) -> str:
         made = recipes.Recipe(**c["recipe"]).as_dict()
         diff = ", ".join(f"{k}={v}" for k, v in made.items() if now.get(k) != v)
         seeds = ", ".join(str(r["config"]["seed"]) for r in sorted(found, key=lambda r: r["config"]["seed"]))
-        lines.append(f"| {run_name(c)} | {c['recipe']['name']} | {diff} | "
+        lines.append(f"| {run_name(c)} | {c['recipe']['name']} | {c['loader']} | {diff} | "
                      f"{_cell([r['history'][-1]['test_acc'] for r in found])} | {seeds} |")
     return "Runs of earlier recipes (not counted above):\n\n" + "\n".join(lines)
 
@@ -196,7 +203,8 @@ def speed_table(path: Path = RESULTS / "gpu_speed.json") -> str:
     if speed.get("cli_s9_seconds"):
         graphs = " with CUDA graphs" if speed.get("cli_cuda_graph") else ""
         batch = next((f" (batch {r['batch_size']})" for r in speed["rows"] if r["session"] == "s9"), "")
-        lines += ["", f"`python -m helpers.run s9 --recipe tuned --loader device`{batch}{graphs}, 20 epochs, alone: "
+        lines += ["", f"`python -m helpers.run s9 --recipe tuned --loader device`{batch}{graphs}, "
+                      f"{speed.get('cli_epochs', 20)} epochs, alone: "
                       f"{speed['cli_s9_seconds']:.1f} s from process start to figures written."]
     lines += ["", "Targets (issue 14): " + "; ".join(speed_targets(speed)) + "."]
     return "\n".join(lines)
@@ -206,7 +214,8 @@ SPEED_TARGETS = {("s9", "device"): 1.5, ("s8", "device"): 0.7, ("s9", "albumenta
 
 
 def speed_targets(speed: dict) -> list[str]:
-    """Each target of the GPU fast path, with the fastest measured case that meets it or its best time."""
+    """Each target of the GPU fast path, with the fastest measured case and whether it meets it; a case
+    timed with another batch size than the tuned recipe has now says so instead (it needs timing again)."""
     out = []
     for (session, loader), limit in SPEED_TARGETS.items():
         rows = [r for r in speed["rows"] if r["session"] == session and r["loader"] == loader]
@@ -215,11 +224,16 @@ def speed_targets(speed: dict) -> list[str]:
             continue
         best = min(rows, key=lambda r: r["epoch_s"])
         how = " with CUDA graphs" if best.get("cuda_graph") else ""
-        out.append(f"{session} {loader} epoch <= {limit} s: {best['epoch_s']:.2f} s{how}, "
-                   f"{'met' if best['epoch_s'] <= limit else 'not met'}")
+        now = recipes.get_recipe(session, "tuned").batch_size
+        verdict = ("met" if best["epoch_s"] <= limit else "not met") if best["batch_size"] == now else \
+            f"measured at batch {best['batch_size']}; the tuned recipe now trains at {now}: to time again"
+        out.append(f"{session} {loader} epoch <= {limit} s: {best['epoch_s']:.2f} s{how}, {verdict}")
     if speed.get("cli_s9_seconds"):
-        out.append(f"20-epoch S9 run <= 60 s: {speed['cli_s9_seconds']:.1f} s, "
-                   f"{'met' if speed['cli_s9_seconds'] <= 60 else 'not met'}")
+        batch = next((r["batch_size"] for r in speed["rows"] if r["session"] == "s9"), None)
+        now = recipes.get_recipe("s9", "tuned").batch_size
+        verdict = ("met" if speed["cli_s9_seconds"] <= 60 else "not met") if batch == now else \
+            f"measured at batch {batch}; the tuned recipe now trains at {now}: to time again"
+        out.append(f"{speed.get('cli_epochs', 20)}-epoch S9 run <= 60 s: {speed['cli_s9_seconds']:.1f} s, {verdict}")
     return out
 
 
@@ -350,29 +364,41 @@ def _settings(overrides: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in overrides.items()) or "no change"
 
 
+def _choice_lines(choice: dict) -> list[str]:
+    """What one entry of select_recipes.choose_tuned says, and its candidates' table."""
+    if choice.get("needs_sample") == "seed":
+        status = "waits for CPU-sample runs of the seed recipe (the sample floor compares against them)"
+    elif choice.get("needs_sample") is not None:
+        status = (f"waits for CPU-sample runs of `{_settings(choice['needs_sample'])}` (the best on validation "
+                  f"still to be checked against the sample floor)")
+    elif choice.get("no_candidate_passes"):
+        status = "keeps its recipe: no candidate passes the sample floor"
+    elif choice.get("incomplete"):
+        status = "waits: not every candidate has a validation run yet"
+    else:
+        status = f"chose `{_settings(choice['overrides'])}`"
+    lines = [status + ".", "", "| candidate | final validation accuracy | tuned - seed on the CPU sample (points) |",
+             "|---|---|---|"]
+    for row in sorted(choice["scores"], key=lambda r: -r["val_acc"]):
+        margin = f"{row['sample_margin']:+.2f}" if "sample_margin" in row else ""
+        lines.append(f"| {_settings(row['overrides'])} | {row['val_acc']:.2f} % | {margin} |")
+    return lines
+
+
 def selection_summary(path: Path = RESULTS / "selection.json") -> str:
-    """What benchmarks/select_recipes.py decided last, per run: the choice or what it waits for, and
-    every candidate's final validation accuracy (and CPU-sample margin where the rule asks for one)."""
+    """What benchmarks/select_recipes.py decided, per run: the last choice or what it waits for, and
+    every candidate's final validation accuracy (and CPU-sample margin where the rule asks for one);
+    then, under a choice, what its new neighbours wait for."""
     if not path.is_file():
         return "no selection made yet"
     chosen = json.loads(path.read_text())["tuned"]
-    lines = ["Candidates are changes to the tuned recipe as it was when the choice was made; "
-             "validation accuracy is the final epoch's, seed 1.", ""]
+    lines = ["Candidates are changes to the tuned recipe as it was when the choice was made (`base` in the "
+             "file); validation accuracy is the final epoch's, averaged over the seeds run.", ""]
     for key, choice in chosen.items():
-        if choice.get("needs_sample") is not None:
-            status = (f"waits for CPU-sample runs of `{_settings(choice['needs_sample'])}` (the best on "
-                      f"validation still to pass the sample floor)")
-        elif choice.get("incomplete"):
-            status = "waits: not every candidate has a validation run yet"
-        else:
-            status = f"chose `{_settings(choice['overrides'])}`"
-        lines += [f"**{key}**: {status}.", "",
-                  "| candidate | final validation accuracy | tuned - seed on the CPU sample (points) |",
-                  "|---|---|---|"]
-        for row in sorted(choice["scores"], key=lambda r: -r["val_acc"]):
-            margin = f"{row['sample_margin']:+.2f}" if "sample_margin" in row else ""
-            lines.append(f"| {_settings(row['overrides'])} | {row['val_acc']:.2f} % | {margin} |")
-        lines.append("")
+        lines += [f"**{key}**: " + _choice_lines(choice)[0], *_choice_lines(choice)[1:], ""]
+        if choice.get("pending"):
+            pending = _choice_lines(choice["pending"])
+            lines += [f"Since then, around the chosen recipe, **{key}** " + pending[0], *pending[1:], ""]
     return "\n".join(lines).rstrip()
 
 

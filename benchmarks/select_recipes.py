@@ -114,24 +114,25 @@ def plateau_drop_epochs(test_losses: list[float], recipe: recipes.Recipe) -> lis
     return drops
 
 
-def sample_margin(runs: list[dict], key: str, recipe: recipes.Recipe) -> float | None:
-    """Mean final test accuracy of ``recipe`` minus the seed recipe's on the CPU sample (4,068 training
-    images); None while either has no run there."""
-    session, norm = ("s9", "bn") if key == "s9" else ("s8", key[3:])
-    seed = recipes.get_recipe(session, "seed", norm)
+SAMPLE_DATA = "CIFAR-10: 4068 train"  # how a run on the CPU sample names its data
 
-    def finals(expected: recipes.Recipe) -> list[float]:
-        return [r["final_test_acc"] for r in runs if run_key(r["config"]) == key
-                and r["config"]["data"].startswith("CIFAR-10: 4068 train") and made_with(r["config"]["recipe"], expected)]
-    tuned, seeded = finals(recipe), finals(seed)
-    return statistics.fmean(tuned) - statistics.fmean(seeded) if tuned and seeded else None
+
+def sample_finals(runs: list[dict], key: str, recipe: recipes.Recipe, epochs: int = 20) -> list[float]:
+    """Final test accuracies of ``recipe``'s runs of ``key`` on the CPU sample (4,068 training images)."""
+    return [r["final_test_acc"] for r in runs if run_key(r["config"]) == key and r["epochs"] == epochs
+            and r["config"]["data"].startswith(SAMPLE_DATA) and made_with(r["config"]["recipe"], recipe)]
 
 
 def choose_tuned(runs: list[dict], epochs: int = 20) -> dict:
-    """{run: (overrides, final validation accuracy, all candidates' scores)} by the rule above."""
+    """For each run of ``CANDIDATES``, by the rules above: the chosen ``overrides`` with their final
+    validation accuracy ``val_acc`` (and ``sample_margin``, tuned minus seed on the CPU sample, where
+    ``SAMPLE_FLOORS`` asks for it), or ``incomplete`` with what the choice waits for: ``needs_sample``
+    (the candidate, or "seed", that has no sample run yet) or ``no_candidate_passes``. Every entry
+    holds the ``scores`` of all candidates and the ``base`` recipe the candidates change."""
     chosen = {}
     for key, candidates in CANDIDATES.items():
         session, norm = ("s9", "bn") if key == "s9" else ("s8", key[3:])
+        base = recipes.recipe_with_settings(session, "tuned", norm, {})
         scores = []
         for overrides in candidates:
             expected = recipes.recipe_with_settings(session, "tuned", norm, overrides)
@@ -141,23 +142,50 @@ def choose_tuned(runs: list[dict], epochs: int = 20) -> dict:
             if found:
                 scores.append((statistics.fmean(r["final_test_acc"] for r in found), overrides))
         table = [{"overrides": o, "val_acc": a} for a, o in scores]
-        if len(scores) == len(candidates) and key in SAMPLE_FLOORS:
-            chosen[key] = {"overrides": {}, "incomplete": True, "scores": table}  # unless one passes below
-            for acc, overrides in sorted(scores, key=lambda s: -s[0]):
-                margin = sample_margin(runs, key, recipes.recipe_with_settings(session, "tuned", norm, overrides))
-                if margin is None:  # the best remaining candidate has not run on the sample yet
-                    chosen[key]["needs_sample"] = overrides
-                    break
-                next(t for t in table if t["overrides"] == overrides)["sample_margin"] = margin
-                if margin >= SAMPLE_FLOORS[key]:
-                    chosen[key] = {"overrides": overrides, "val_acc": acc, "sample_margin": margin, "scores": table}
-                    break
-        elif len(scores) == len(candidates):  # choose only among the whole field, never among the survivors
+        waiting = {"overrides": {}, "incomplete": True, "scores": table, "base": base.as_dict()}  # no change yet
+        if len(scores) < len(candidates):  # choose only among the whole field, never among the survivors
+            if scores:
+                chosen[key] = waiting
+            continue
+        if key not in SAMPLE_FLOORS:
             best = max(scores, key=lambda s: s[0])
-            chosen[key] = {"overrides": best[1], "val_acc": best[0], "scores": table}
-        elif scores:
-            chosen[key] = {"overrides": {}, "incomplete": True, "scores": table}  # no change yet
+            chosen[key] = {"overrides": best[1], "val_acc": best[0], "scores": table, "base": base.as_dict()}
+            continue
+        seeded = sample_finals(runs, key, recipes.get_recipe(session, "seed", norm), epochs)
+        chosen[key] = {**waiting, "needs_sample": "seed"} if not seeded else {**waiting, "no_candidate_passes": True}
+        for acc, overrides in sorted(scores, key=lambda s: -s[0]) if seeded else []:
+            tuned = sample_finals(runs, key, recipes.recipe_with_settings(session, "tuned", norm, overrides), epochs)
+            if not tuned:  # the best remaining candidate has not run on the sample yet
+                chosen[key] = {**waiting, "needs_sample": overrides}
+                break
+            margin = statistics.fmean(tuned) - statistics.fmean(seeded)
+            next(t for t in table if t["overrides"] == overrides)["sample_margin"] = margin
+            if margin >= SAMPLE_FLOORS[key]:
+                chosen[key] = {"overrides": overrides, "val_acc": acc, "sample_margin": margin, "scores": table,
+                               "base": base.as_dict()}
+                break
     return chosen
+
+
+def merge_evidence(old: dict | None, new: dict) -> dict:
+    """The evidence file after a new selection: a run's new choice replaces the old entry; where the new
+    selection only waits (its candidates are the neighbours of a recipe chosen earlier), the earlier
+    choice stays, with what waits now under ``pending``."""
+    if not old:
+        return new
+    merged = {**new, "tuned": {}}
+    for key in {**old.get("tuned", {}), **new["tuned"]}:
+        before, now = old.get("tuned", {}).get(key), new["tuned"].get(key)
+        if now is None:
+            merged["tuned"][key] = before
+        elif now.get("incomplete") and before is not None and not before.get("incomplete"):
+            merged["tuned"][key] = {**{k: v for k, v in before.items() if k != "pending"}, "pending": now}
+        else:
+            merged["tuned"][key] = now
+    for key in ("s9_seed", "s8_seed"):
+        if (new.get(key) is None or new[key].get("incomplete")) and old.get(key):
+            merged[key] = old[key]
+    return merged
 
 
 def choose_s9_seed(runs: list[dict], epochs: int = 20) -> dict | None:
@@ -219,8 +247,10 @@ def rewrite_recipes(path: Path, tuned: dict, s8_seed: dict | None, s9_seed: dict
         seed_now["s8"].update(s8_seed["reading"])
     if s9_seed and "reading" in s9_seed:
         seed_now["s9"].update(s9_seed["reading"])
-    tuned_src = "_TUNED = {\n" + "".join(f"    {json.dumps(k)}: {_dict_source(v)},\n" for k, v in tuned_now.items()) + "}\n"
-    seed_src = "_SEED = {\n" + "".join(f"    {json.dumps(k)}: {_dict_source(v)},\n" for k, v in seed_now.items()) + "}\n"
+    tuned_src = "_TUNED = {\n" + "".join(f"    {json.dumps(k)}: {_dict_source(v)},\n"
+                                          for k, v in tuned_now.items()) + "}\n"
+    seed_src = "_SEED = {\n" + "".join(f"    {json.dumps(k)}: {_dict_source(v)},\n"
+                                        for k, v in seed_now.items()) + "}\n"
     text = re.sub(r"(# BEGIN TUNED\n).*?(# END TUNED)", lambda m: m.group(1) + tuned_src + m.group(2), text, flags=re.S)
     text = re.sub(r"(# BEGIN SEED\n).*?(# END SEED)", lambda m: m.group(1) + seed_src + m.group(2), text, flags=re.S)
     tmp = path.with_suffix(".tmp")
@@ -234,7 +264,8 @@ def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("runs", nargs="+", help="folders with runs below them (run folders, or doc/results)")
     p.add_argument("--recipes-file", default=str(ROOT / "helpers" / "recipes.py"))
-    p.add_argument("--evidence", default=None, help="write the scores and choices here (JSON)")
+    p.add_argument("--evidence", default=None,
+                   help="write the scores and choices here (JSON; merged with the choices already there)")
     p.add_argument("--dry-run", action="store_true", help="print the choices, change no file")
     p.add_argument("--epochs", type=int, default=20, help="the runs' length (default 20)")
     args = p.parse_args(argv)
@@ -245,7 +276,9 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.dry_run:
         rewrite_recipes(Path(args.recipes_file), result["tuned"], result["s8_seed"], result["s9_seed"])
     if args.evidence:
-        Path(args.evidence).write_text(json.dumps(result, indent=1))
+        evidence = Path(args.evidence)
+        old = json.loads(evidence.read_text()) if evidence.is_file() else None
+        evidence.write_text(json.dumps(merge_evidence(old, result), indent=1))
     return result
 
 

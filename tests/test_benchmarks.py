@@ -1,6 +1,7 @@
 """The benchmark scripts' own logic (their training runs take minutes to hours and are not tests)."""
 import json
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -41,7 +42,8 @@ def test_collect_never_replaces_a_record_of_another_recipe(tmp_path):
         (tmp_path / "runs" / "read" / folder / "run.json").write_text(json.dumps(record))
     dest = tmp_path / "results"
     names = sorted(p.name for p in recipes_benchmark.collect([tmp_path / "runs"], dest))
-    assert names == ["full-s9-seed-device-s9-lr0.01-s1-seed1-e20.json", "full-s9-seed-device-s9-lr0.1-s1-seed1-e20.json"]
+    assert names == ["full-s9-seed-device-s9-lr0.01-s1-seed1-e20.json",
+                     "full-s9-seed-device-s9-lr0.1-s1-seed1-e20.json"]
     earlier = _record("s9", None, "seed", 2, [60.0] * 20)
     earlier["config"]["recipe"]["threshold_mode"] = "abs"
     (dest / "full-s9-seed-device-seed2-e20.json").write_text(json.dumps(earlier))
@@ -50,6 +52,13 @@ def test_collect_never_replaces_a_record_of_another_recipe(tmp_path):
     new = recipes_benchmark.collect([tmp_path / "final"], dest)
     assert len(new) == 1 and new[0].name.startswith("full-s9-seed-device-seed2-e20-")
     assert json.loads((dest / "full-s9-seed-device-seed2-e20.json").read_text()) == earlier  # kept
+    choice = {"overrides": {"lr": 0.4}, "val_acc": 86.0, "scores": []}
+    (dest / "selection.json").write_text(json.dumps({"tuned": {"s9": choice}, "s9_seed": None, "s8_seed": None}))
+    waits = {"overrides": {}, "incomplete": True, "scores": []}
+    (tmp_path / "final" / "selection.json").write_text(json.dumps({"tuned": {"s9": waits}, "s9_seed": None,
+                                                                    "s8_seed": None}))
+    recipes_benchmark.collect([tmp_path / "final"], dest)
+    assert json.loads((dest / "selection.json").read_text())["tuned"]["s9"] == {**choice, "pending": waits}
 
 
 def test_runs_of_an_earlier_recipe_are_listed_apart_with_what_changed():
@@ -59,9 +68,25 @@ def test_runs_of_an_earlier_recipe_are_listed_apart_with_what_changed():
         r["config"]["recipe"]["lr"] = recipes.get_recipe("s9", "tuned").lr * 3
     assert "86.00 % (1 seed)" in recipes_benchmark.results_table([now] + old, "full")
     earlier = recipes_benchmark.earlier_table([now] + old, "full").splitlines()
-    assert len(earlier) == 5 and earlier[-1].startswith(f"| s9 | tuned | lr={recipes.get_recipe('s9', 'tuned').lr * 3} |")
+    lr = recipes.get_recipe("s9", "tuned").lr * 3
+    assert len(earlier) == 5 and earlier[-1].startswith(f"| s9 | tuned | device | lr={lr} |")
     assert "84.50 % ± 0.71 (2 seeds) | 1, 2 |" in earlier[-1]
     assert recipes_benchmark.earlier_table([now], "full") == ""
+
+
+def test_speed_targets_hold_only_for_the_batch_the_tuned_recipe_trains_at():
+    s9, s8 = recipes.get_recipe("s9", "tuned").batch_size, recipes.get_recipe("s8", "tuned").batch_size
+    row = {"loader": "device", "cuda_graph": False}
+    speed = {"rows": [{**row, "session": "s9", "batch_size": s9, "epoch_s": 1.2},
+                      {**row, "session": "s8", "batch_size": s8 * 2, "epoch_s": 0.5},
+                      {**row, "session": "s8", "batch_size": s8, "epoch_s": 0.9}],
+             "cli_s9_seconds": 61.0, "cli_epochs": 20}
+    lines = recipes_benchmark.speed_targets(speed)
+    assert lines[0] == "s9 device epoch <= 1.5 s: 1.20 s, met"
+    assert lines[1] == (f"s8 device epoch <= 0.7 s: 0.50 s, measured at batch {s8 * 2}; the tuned recipe now "
+                        f"trains at {s8}: to time again")  # the fastest case, but not the recipe of today
+    assert lines[2] == "s9 albumentations epoch <= 5.0 s: not measured"
+    assert lines[3] == "20-epoch S9 run <= 60 s: 61.0 s, not met"
 
 
 def test_report_rewrites_only_the_marked_blocks(tmp_path):
@@ -88,7 +113,8 @@ def test_report_rewrites_only_the_marked_blocks(tmp_path):
                   "scores": [{"overrides": {}, "val_acc": 80.0},
                              {"overrides": {"augment": "crop-flip"}, "val_acc": 81.0},
                              {"overrides": {"lr": 0.4}, "val_acc": 82.0, "sample_margin": -3.5}]},
-        "s9": {"overrides": {"lr": 0.4}, "val_acc": 86.0, "scores": [{"overrides": {"lr": 0.4}, "val_acc": 86.0}]}}}))
+        "s9": {"overrides": {"lr": 0.4}, "val_acc": 86.0, "scores": [{"overrides": {"lr": 0.4}, "val_acc": 86.0}],
+               "pending": {"overrides": {}, "incomplete": True, "scores": []}}}}))
     figures.mkdir()
     text = recipes_benchmark.report(readme, dest, tuning, figures)
     assert text.startswith("intro\n") and text.endswith("outro\n") and "\nold\n" not in text
@@ -98,6 +124,7 @@ def test_report_rewrites_only_the_marked_blocks(tmp_path):
     assert "**s8-bn**: waits for CPU-sample runs of `augment=crop-flip`" in evidence
     assert "| lr=0.4 | 82.00 % | -3.50 |\n| augment=crop-flip | 81.00 % |  |" in evidence
     assert "**s9**: chose `lr=0.4`." in evidence
+    assert "Since then, around the chosen recipe, **s9** waits: not every candidate has a validation run" in evidence
     assert "between epochs 15 and 16" in evidence and "| rel (the seed recipe now) | 16 |" in evidence
     assert "| abs | 12, 19 |" in evidence  # the published log's own losses
     assert f"| seed 2 | lr {recipes.get_recipe('s9', 'seed').lr}, threshold rel | yes | 1.00 |" in evidence
@@ -119,7 +146,8 @@ def test_selection_rules(tmp_path, monkeypatch):
         runs.append(r)
     assert select_recipes.choose_tuned(runs[:2])["s9"] == {  # one candidate missing: no choice yet
         "overrides": {}, "incomplete": True, "scores": [{"overrides": {}, "val_acc": 80.0},
-                                                        {"overrides": {"lr": lr * 2}, "val_acc": 82.0}]}
+                                                        {"overrides": {"lr": lr * 2}, "val_acc": 82.0}],
+        "base": recipes.get_recipe("s9", "tuned").as_dict()}
     assert select_recipes.choose_tuned(runs)["s9"]["overrides"] == {"lr": lr * 2}  # the best final validation score
     monkeypatch.setattr(select_recipes, "S9_READINGS", [])
     monkeypatch.setattr(select_recipes, "S8_READINGS", [])
@@ -155,6 +183,25 @@ def test_s8_bn_is_tuned_only_to_a_recipe_that_also_wins_on_the_cpu_sample(monkey
     assert fails["overrides"] == {} and fails["sample_margin"] == 10.0  # +2 points on the sample: not enough
     wins = select_recipes.choose_tuned(runs + [run("tuned", {"lr": lr * 2}, sample, 57.0)])["s8-bn"]
     assert wins["overrides"] == {"lr": lr * 2} and wins["sample_margin"] == 7.0
+    assert wins["base"] == recipes.get_recipe("s8", "tuned", "bn").as_dict()
+    no_seed = select_recipes.choose_tuned(runs[:2] + runs[3:])["s8-bn"]  # the seed recipe never ran on the sample
+    assert no_seed["incomplete"] and no_seed["needs_sample"] == "seed"
+    both_fail = runs[:3] + [run("tuned", {}, sample, 51.0), run("tuned", {"lr": lr * 2}, sample, 52.0)]
+    none = select_recipes.choose_tuned(both_fail)["s8-bn"]
+    assert none["incomplete"] and none["no_candidate_passes"] and "needs_sample" not in none
+
+
+def test_a_later_selection_that_only_waits_keeps_the_earlier_choice():
+    choice = {"overrides": {"lr": 0.4}, "val_acc": 86.0, "scores": [], "base": {"lr": 0.2}}
+    waits = {"overrides": {}, "incomplete": True, "scores": [{"overrides": {}, "val_acc": 86.0}], "base": {"lr": 0.4}}
+    old = {"tuned": {"s9": choice, "s8-ln": waits}, "s9_seed": {"reading": {"lr": 0.01}}, "s8_seed": None}
+    new = {"tuned": {"s9": waits, "s8-ln": choice}, "s9_seed": None, "s8_seed": None}
+    merged = select_recipes.merge_evidence(old, new)
+    assert merged["tuned"]["s9"] == {**choice, "pending": waits}  # the decision stays, what waits is added
+    assert merged["tuned"]["s8-ln"] == choice and merged["s9_seed"] == {"reading": {"lr": 0.01}}
+    again = select_recipes.merge_evidence(merged, new)
+    assert again["tuned"]["s9"] == {**choice, "pending": waits}  # merging twice changes nothing
+    assert select_recipes.merge_evidence(None, new) == new
 
 
 def test_settings_parse_to_recipe_values():
@@ -278,6 +325,42 @@ def test_full_cifar_starts_a_groups_follow_up_before_the_jobs_still_waiting(tmp_
     stopped = full_cifar.Job("slow", [sys.executable, "-c", "import time; time.sleep(30)"])
     full_cifar.run_jobs([stopped], 1, time.time() + 1, "test")
     assert stopped.proc.returncode is not None and stopped.proc.returncode != 0  # killed at the deadline
+    ended = job("ended")  # a group that ended just as time ran out: its choice is still made
+    ended.start()
+    ended.proc.wait()
+    assert ended.finished()
+    chosen, finals = [], job("finals")
+    full_cifar.run_jobs([], 1, time.time() - 1, "test", [([ended], lambda: chosen.append(1) or [finals])])
+    assert chosen == [1] and finals.started is None  # ... but its finals are not started
+
+
+def test_full_cifar_main_chooses_per_group_and_starts_each_groups_finals_after_its_choice(tmp_path, monkeypatch,
+                                                                                          capsys):
+    """The wiring of main(): the S9 finals follow the S9 choice while S8 still tunes; the notebooks and the
+    S8 finals follow the S8 choice; no notebook that failed is packed."""
+    (tmp_path / "helpers").mkdir()
+    (tmp_path / "helpers" / "recipes.py").write_text((ROOT / "helpers" / "recipes.py").read_text())
+    monkeypatch.setattr(full_cifar, "ROOT", tmp_path)  # no .device/execute.py there: the notebook jobs fail
+    monkeypatch.setattr(full_cifar, "RUNS", tmp_path / "gpu")
+    monkeypatch.setattr(full_cifar, "RESULTS", tmp_path / "results")
+
+    def quick(name):
+        return full_cifar.Job(name, [sys.executable, "-c", "pass"])
+    monkeypatch.setattr(full_cifar, "tune_jobs", lambda records, e, smoke, graphs, keys, resume=False:
+                        [quick(f"tune/{k}") for k in keys])
+    monkeypatch.setattr(full_cifar, "final_jobs", lambda records, e, smoke, cuda_graph=False, loader="device",
+                        runs=(), resume=False: [quick(f"final/{k}") for k in runs])
+    monkeypatch.setattr(full_cifar, "select_argv", lambda e, smoke=False: [sys.executable, "-c", "pass"])
+    started, start = [], full_cifar.Job.start
+    monkeypatch.setattr(full_cifar.Job, "start", lambda job: (started.append(job.name), start(job))[1])
+    full_cifar.main(["--out", str(tmp_path / "out"), "--phases", "tune", "finals", "notebooks", "--smoke",
+                     "--parallel", "1", "--budget", "120"])
+    assert started == ["tune/s9", "final/s9", "tune/s8-bn", "tune/s8-ln", "tune/s8-gn",
+                       "notebook/s9_advanced_convolutions", "notebook/s8_normalization",
+                       "final/s8-bn", "final/s8-ln", "final/s8-gn"]
+    assert capsys.readouterr().out.count("recipes chosen") == 2 and (tmp_path / "gpu" / "recipes.py").is_file()
+    with tarfile.open(tmp_path / "out" / "results.tar.gz") as tar:
+        assert not [n for n in tar.getnames() if n.endswith(".ipynb")]  # both failed here: neither is packed
 
 
 def test_full_cifar_select_command_parses_and_reads_both_folders(tmp_path, monkeypatch):
@@ -285,6 +368,8 @@ def test_full_cifar_select_command_parses_and_reads_both_folders(tmp_path, monke
     and argparse refused it, so no recipe was ever chosen on the GPU)."""
     monkeypatch.setattr(full_cifar, "RUNS", tmp_path / "gpu")
     monkeypatch.setattr(full_cifar, "RESULTS", tmp_path / "results")
+    lr = recipes.get_recipe("s8", "tuned", "ln").lr  # two candidates that stay apart whatever the recipe is
+    monkeypatch.setattr(select_recipes, "CANDIDATES", {"s8-ln": [{}, {"lr": lr * 3}]})
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / "r.json").write_text(json.dumps(_record("s8", "ln", "tuned", 1, [75.0] * 20,
                                                                     kind=full_cifar.VALIDATION)))
