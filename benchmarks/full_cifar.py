@@ -1,7 +1,7 @@
 """The full-CIFAR-10 GPU plan, in phases that fit the device's 10-minute calls and carry over between sessions.
 
     source .device/setup.sh && python benchmarks/full_cifar.py --out "$OUT" --phases tests tune finals
-    source .device/setup.sh && python benchmarks/full_cifar.py --keep --out "$OUT" --phases tune finals loaders
+    source .device/setup.sh && python benchmarks/full_cifar.py --keep --out "$OUT" --phases speed tune finals loaders
     python benchmarks/full_cifar.py --smoke --epochs 1 --budget 120 --out /tmp/o --phases tune   # anywhere
 
 Phases, run in this order whatever order they are named in:
@@ -255,7 +255,7 @@ def pack(out: Path, with_recipes: bool = False, notebooks: tuple[Path, ...] = ()
     (those executed without an error) and, ``with_recipes`` (after a choice), helpers/recipes.py."""
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / "results.tar.gz.tmp"
-    kept = ("run.json", "speed.json", "selection.json", "cli_s9_time.txt", "pytest.xml")
+    kept = ("run.json", "speed.json", "selection.json", "pytest.xml")
     with tarfile.open(tmp, "w:gz") as tar:
         for path in sorted(RUNS.rglob("*")):
             if path.is_file() and (path.name in kept or path.suffix == ".log"):
@@ -335,9 +335,8 @@ def main(argv: list[str] | None = None) -> None:
         try:
             done = subprocess.run(timed.argv, cwd=ROOT, check=False, stdout=open(RUNS / "speed_cli.log", "w"),
                                   stderr=subprocess.STDOUT, timeout=max(1.0, deadline - time.time()))
-            (RUNS / "cli_s9_time.txt").write_text(f"{time.time() - start:.1f} s from process start to figures "
-                                                  f"written (CUDA graphs {'on' if graphs else 'off'}, exit "
-                                                  f"{done.returncode})\n")
+            print(f"[plan] the timed S9 run: exit {done.returncode} after {time.time() - start:.1f} s "
+                  f"(CUDA graphs {'on' if graphs else 'off'})", flush=True)
             if done.returncode == 0:
                 record_cli_time(RUNS / "speed.json", time.time() - start, graphs, e)
             if graphs and done.returncode != 0:  # a graphed run that fails trains nothing else with graphs

@@ -137,6 +137,13 @@ def results_table(records: list[dict], kind: str, loader: str | None = "device")
     return "\n".join(lines)
 
 
+def changed_since(config: dict) -> str:
+    """The fields of a run's recorded recipe that differ from the recipe of the same name now."""
+    now = recipes.get_recipe(config["session"], config["recipe"]["name"], config["norm"] or "bn").as_dict()
+    made = recipes.Recipe(**config["recipe"]).as_dict()
+    return ", ".join(f"{k}={v}" for k, v in made.items() if now.get(k) != v)
+
+
 def earlier_table(records: list[dict], kind: str) -> str:
     """Runs of recipes that ``helpers.recipes`` no longer holds, one row per recipe and loader: what
     changed since, final test accuracy over seeds. Kept as evidence (the choice was made on the
@@ -153,11 +160,8 @@ def earlier_table(records: list[dict], kind: str) -> str:
     for key in sorted(groups):
         found = groups[key]
         c = found[0]["config"]
-        now = recipes.get_recipe(c["session"], c["recipe"]["name"], c["norm"] or "bn").as_dict()
-        made = recipes.Recipe(**c["recipe"]).as_dict()
-        diff = ", ".join(f"{k}={v}" for k, v in made.items() if now.get(k) != v)
         seeds = ", ".join(str(r["config"]["seed"]) for r in sorted(found, key=lambda r: r["config"]["seed"]))
-        lines.append(f"| {run_name(c)} | {c['recipe']['name']} | {c['loader']} | {diff} | "
+        lines.append(f"| {run_name(c)} | {c['recipe']['name']} | {c['loader']} | {changed_since(c)} | "
                      f"{_cell([r['history'][-1]['test_acc'] for r in found])} | {seeds} |")
     return "Runs of earlier recipes (not counted above):\n\n" + "\n".join(lines)
 
@@ -178,10 +182,8 @@ def tuning_table(records: list[dict]) -> str:
         c = r["config"]
         if data_kind(c) != "validation":
             continue
-        now = recipes.get_recipe(c["session"], "tuned", c["norm"] or "bn").as_dict()
-        made = recipes.Recipe(**c["recipe"]).as_dict()
-        diff = ", ".join(f"{k}={v}" for k, v in made.items() if now.get(k) != v) or "as the tuned recipe"
-        lines.append(f"| {run_name(c)} | {diff} | {r['history'][-1]['test_acc']:.2f} % |")
+        settings = changed_since(c) or "as the tuned recipe"
+        lines.append(f"| {run_name(c)} | {settings} | {r['history'][-1]['test_acc']:.2f} % |")
     return "\n".join(lines)
 
 
@@ -224,17 +226,21 @@ def speed_targets(speed: dict) -> list[str]:
             continue
         best = min(rows, key=lambda r: r["epoch_s"])
         how = " with CUDA graphs" if best.get("cuda_graph") else ""
-        now = recipes.get_recipe(session, "tuned").batch_size
-        verdict = ("met" if best["epoch_s"] <= limit else "not met") if best["batch_size"] == now else \
-            f"measured at batch {best['batch_size']}; the tuned recipe now trains at {now}: to time again"
+        verdict = _verdict(best["epoch_s"], limit, session, best["batch_size"])
         out.append(f"{session} {loader} epoch <= {limit} s: {best['epoch_s']:.2f} s{how}, {verdict}")
     if speed.get("cli_s9_seconds"):
         batch = next((r["batch_size"] for r in speed["rows"] if r["session"] == "s9"), None)
-        now = recipes.get_recipe("s9", "tuned").batch_size
-        verdict = ("met" if speed["cli_s9_seconds"] <= 60 else "not met") if batch == now else \
-            f"measured at batch {batch}; the tuned recipe now trains at {now}: to time again"
+        verdict = _verdict(speed["cli_s9_seconds"], 60, "s9", batch)
         out.append(f"{speed.get('cli_epochs', 20)}-epoch S9 run <= 60 s: {speed['cli_s9_seconds']:.1f} s, {verdict}")
     return out
+
+
+def _verdict(seconds: float, limit: float, session: str, batch: int | None) -> str:
+    """Met or not; or, timed at another batch size than the session's tuned recipe has now, that it was."""
+    now = recipes.get_recipe(session, "tuned").batch_size
+    if batch != now:
+        return f"measured at batch {batch}; the tuned recipe now trains at {now}: to time again"
+    return "met" if seconds <= limit else "not met"
 
 
 def recipe_table() -> str:
@@ -395,11 +401,18 @@ def selection_summary(path: Path = RESULTS / "selection.json") -> str:
     lines = ["Candidates are changes to the tuned recipe as it was when the choice was made (`base` in the "
              "file); validation accuracy is the final epoch's, averaged over the seeds run.", ""]
     for key, choice in chosen.items():
-        lines += [f"**{key}**: " + _choice_lines(choice)[0], *_choice_lines(choice)[1:], ""]
+        status, *table = _choice_lines(choice)
+        lines += [f"**{key}**: {status}", *table, ""]
         if choice.get("pending"):
-            pending = _choice_lines(choice["pending"])
-            lines += [f"Since then, around the chosen recipe, **{key}** " + pending[0], *pending[1:], ""]
+            status, *table = _choice_lines(choice["pending"])
+            lines += [f"Since then, around the chosen recipe, **{key}** {status}", *table, ""]
     return "\n".join(lines).rstrip()
+
+
+def results_block(records: list[dict], kind: str, loader: str | None) -> str:
+    """A README results section: where the runs come from, the table, the gains, the earlier recipes."""
+    return "\n\n".join(filter(None, [provenance(records, kind), results_table(records, kind, loader),
+                                      gains(records, kind), earlier_table(records, kind)]))
 
 
 def replace_block(text: str, name: str, body: str) -> str:
@@ -422,12 +435,8 @@ def report(readme: Path = ROOT / "README.md", dest: Path = RESULTS, tuning: Path
         seed_figure(records, figures / "seed_vs_log_s9.png")
     text = readme.read_text()
     text = replace_block(text, "recipes", recipe_table())
-    text = replace_block(text, "full", "\n\n".join(filter(None, [
-        provenance(records, "full"), results_table(records, "full"), gains(records, "full"),
-        earlier_table(records, "full")])))
-    text = replace_block(text, "sample", "\n\n".join(filter(None, [
-        provenance(records, "sample"), results_table(records, "sample", loader=None), gains(records, "sample"),
-        earlier_table(records, "sample")])))
+    text = replace_block(text, "full", results_block(records, "full", "device"))
+    text = replace_block(text, "sample", results_block(records, "sample", None))
     text = replace_block(text, "tuning", tuning_table(records))
     text = replace_block(text, "speed", speed_table(dest / "gpu_speed.json"))
     readme.write_text(text)

@@ -27,6 +27,7 @@ import re
 import statistics
 import sys
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -117,10 +118,17 @@ def plateau_drop_epochs(test_losses: list[float], recipe: recipes.Recipe) -> lis
 SAMPLE_DATA = "CIFAR-10: 4068 train"  # how a run on the CPU sample names its data
 
 
+def finals_of(runs: list[dict], key: str, recipe: recipes.Recipe, data: Callable[[str], bool],
+              epochs: int = 20) -> list[float]:
+    """Final accuracies of the ``epochs``-long runs of ``key`` made with ``recipe`` on ``data`` (a test of
+    the run's data description)."""
+    return [r["final_test_acc"] for r in runs if run_key(r["config"]) == key and r["epochs"] == epochs
+            and data(r["config"]["data"]) and made_with(r["config"]["recipe"], recipe)]
+
+
 def sample_finals(runs: list[dict], key: str, recipe: recipes.Recipe, epochs: int = 20) -> list[float]:
     """Final test accuracies of ``recipe``'s runs of ``key`` on the CPU sample (4,068 training images)."""
-    return [r["final_test_acc"] for r in runs if run_key(r["config"]) == key and r["epochs"] == epochs
-            and r["config"]["data"].startswith(SAMPLE_DATA) and made_with(r["config"]["recipe"], recipe)]
+    return finals_of(runs, key, recipe, lambda data: data.startswith(SAMPLE_DATA), epochs)
 
 
 def choose_tuned(runs: list[dict], epochs: int = 20) -> dict:
@@ -136,11 +144,9 @@ def choose_tuned(runs: list[dict], epochs: int = 20) -> dict:
         scores = []
         for overrides in candidates:
             expected = recipes.recipe_with_settings(session, "tuned", norm, overrides)
-            found = [r for r in runs if r["config"]["session"] == session and run_key(r["config"]) == key
-                     and "validation" in r["config"]["data"] and r["epochs"] == epochs
-                     and made_with(r["config"]["recipe"], expected)]
+            found = finals_of(runs, key, expected, lambda data: "validation" in data, epochs)
             if found:
-                scores.append((statistics.fmean(r["final_test_acc"] for r in found), overrides))
+                scores.append((statistics.fmean(found), overrides))
         table = [{"overrides": o, "val_acc": a} for a, o in scores]
         waiting = {"overrides": {}, "incomplete": True, "scores": table, "base": base.as_dict()}  # no change yet
         if len(scores) < len(candidates):  # choose only among the whole field, never among the survivors
