@@ -113,23 +113,31 @@ def runs_of(records: list[dict], run: str, recipe: str, kind: str, loader: str |
             and (loader is None or r["config"]["loader"] == loader)]
 
 
-def _cell(values: list[float]) -> str:
+def _cell(values: list[float], where: str = "") -> str:
     if not values:
         return "not run"
     mean = statistics.fmean(values)
-    if len(values) == 1:
-        return f"{mean:.2f} % (1 seed)"
-    return f"{mean:.2f} % ± {statistics.stdev(values):.2f} ({len(values)} seeds)"
+    seeds = "1 seed" if len(values) == 1 else f"{len(values)} seeds"
+    spread = "" if len(values) == 1 else f" ± {statistics.stdev(values):.2f}"
+    return f"{mean:.2f} %{spread} ({seeds}{'; ' + where if where else ''})"
+
+
+def short_hardware(name: str) -> str:
+    """"CPU (x86_64, 1 thread)" -> "CPU", "NVIDIA H200" -> "H200": a table cell's label."""
+    return "CPU" if name.startswith("CPU") else name.removeprefix("NVIDIA ")
 
 
 def results_table(records: list[dict], kind: str, loader: str | None = "device") -> str:
-    """Final-epoch test accuracy per run and recipe (mean ± sd over seeds), current recipes only."""
+    """Final-epoch test accuracy per run and recipe (mean ± sd over seeds), current recipes only; each cell
+    names its hardware when the table's runs come from more than one kind of machine."""
     lines = ["| run | seed recipe | tuned recipe | tuned: first epoch at >= 85 % (S9) |", "|---|---|---|---|"]
+    mixed = len({short_hardware(r["hardware"]) for r in records if data_kind(r["config"]) == kind and current(r)}) > 1
     for run in RUNS:
         cells, first85 = [], ""
         for name in recipes.RECIPES:
             found = runs_of(records, run, name, kind, loader)
-            cells.append(_cell([r["history"][-1]["test_acc"] for r in found]))
+            where = ", ".join(sorted({short_hardware(r["hardware"]) for r in found})) if mixed else ""
+            cells.append(_cell([r["history"][-1]["test_acc"] for r in found], where))
             if name == "tuned" and run == "s9" and found:
                 epochs = [next((h["epoch"] for h in r["history"] if h["test_acc"] >= 85), None) for r in found]
                 first85 = ", ".join("never" if e is None else str(e) for e in epochs)
@@ -177,13 +185,15 @@ def provenance(records: list[dict], kind: str) -> str:
 
 def tuning_table(records: list[dict]) -> str:
     """Every validation run: the recipe fields that differ from the current tuned recipe, final val accuracy."""
-    lines = ["| run | settings (vs. the tuned recipe now) | final validation accuracy |", "|---|---|---|"]
+    lines = ["| run | settings (vs. the tuned recipe now) | final validation accuracy | hardware |",
+             "|---|---|---|---|"]
     for r in records:
         c = r["config"]
         if data_kind(c) != "validation":
             continue
         settings = changed_since(c) or "as the tuned recipe"
-        lines.append(f"| {run_name(c)} | {settings} | {r['history'][-1]['test_acc']:.2f} % |")
+        lines.append(f"| {run_name(c)} | {settings} | {r['history'][-1]['test_acc']:.2f} % | "
+                     f"{short_hardware(r['hardware'])} |")
     return "\n".join(lines)
 
 

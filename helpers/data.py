@@ -459,21 +459,26 @@ def s9_train_transforms(mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[floa
 
 
 def crop_flip_train_transforms(mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD,
-                               pad: int = 2, size: int = 32, p_flip: float = 0.5):
+                               pad: int = 2, size: int = 32, p_flip: float = 0.5, p_cutout: float = 0.0,
+                               cutout: int = 16):
     """Random ``size`` x ``size`` crops of the image padded by ``pad`` reflected pixels (shifts of up
     to +-pad whole pixels) and horizontal flip p=0.5: the augmentation of fast short CIFAR-10
-    training runs (e.g. KellerJordan/cifar10-airbench), lighter than shift-scale-rotate + cutout."""
+    training runs (e.g. KellerJordan/cifar10-airbench), lighter than shift-scale-rotate + cutout.
+    ``p_cutout`` > 0 adds Session 9's cutout: one ``cutout`` x ``cutout`` hole of the mean colour."""
     A, ToTensorV2 = _albumentations()
+    hole = [A.CoarseDropout(num_holes_range=(1, 1), hole_height_range=(cutout, cutout),
+                            hole_width_range=(cutout, cutout), fill=tuple(255.0 * m for m in mean), p=p_cutout)]
     return A.Compose([
         A.PadIfNeeded(min_height=size + 2 * pad, min_width=size + 2 * pad, border_mode=4),  # 4 = REFLECT_101
         A.RandomCrop(height=size, width=size),
         A.HorizontalFlip(p=p_flip),
+        *(hole if p_cutout > 0 else []),
         A.Normalize(mean=mean, std=std, max_pixel_value=255.0),
         ToTensorV2(),
     ], strict=True)
 
 
-AUGMENTATIONS = ("s8", "s8-seed-code", "flip", "s9", "s9-seed-code", "s9-light", "crop-flip")
+AUGMENTATIONS = ("s8", "s8-seed-code", "flip", "s9", "s9-seed-code", "s9-light", "crop-flip", "crop-flip-cutout")
 
 
 def train_transforms(name: str, mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD):
@@ -486,7 +491,8 @@ def train_transforms(name: str, mean: Sequence[float] = CIFAR10_MEAN, std: Seque
     * "s9-seed-code": the same with the ranges of its code (session_9/s9.ipynb): shift 0.05, scale 0.05,
       rotation 10 degrees;
     * "s9-light": the same three, with shift-scale-rotate and cutout at p=0.25 only;
-    * "crop-flip": random crops of the image reflect-padded by 2 pixels, and horizontal flip p=0.5.
+    * "crop-flip": random crops of the image reflect-padded by 2 pixels, and horizontal flip p=0.5;
+    * "crop-flip-cutout": the same and Session 9's 16x16 cutout of the mean colour, p=0.5.
     """
     if name == "s8":
         return s8_train_transforms(mean, std)
@@ -502,6 +508,8 @@ def train_transforms(name: str, mean: Sequence[float] = CIFAR10_MEAN, std: Seque
         return s9_train_transforms(mean, std, p_affine=0.25, p_cutout=0.25)
     if name == "crop-flip":
         return crop_flip_train_transforms(mean, std)
+    if name == "crop-flip-cutout":
+        return crop_flip_train_transforms(mean, std, p_cutout=0.5)
     raise ValueError(f"unknown augmentation {name!r}; choose one of {', '.join(AUGMENTATIONS)}")
 
 

@@ -53,6 +53,7 @@ PRESETS = {
     "s9-light": dict(p_flip=0.5, p_affine=0.25, p_cutout=0.25),
     # shifts of -2..2 whole pixels on each axis, reflected borders: the pad-2 random crop
     "crop-flip": dict(p_flip=0.5, p_affine=0.0, p_cutout=0.0, crop=2),
+    "crop-flip-cutout": dict(p_flip=0.5, p_affine=0.0, p_cutout=0.5, crop=2),
 }
 
 

@@ -45,7 +45,8 @@ def hardware_name(device: torch.device) -> str:
         return torch.cuda.get_device_name(device)
     if device.type == "mps":
         return "Apple MPS"
-    return f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"CPU ({platform.machine()}, {threads} thread{'s' if threads > 1 else ''})"
 
 
 def split_validation(split: data.CifarSplit, fraction: float = 0.1) -> tuple[data.CifarSplit, data.CifarSplit]:

@@ -93,7 +93,7 @@ else:
 if str(REPO_DIR) not in sys.path:
     sys.path.insert(0, str(REPO_DIR))
 
-# %%
+# %% tags=["nbval-ignore-output"]
 # %matplotlib inline
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no online version check
 

@@ -30,6 +30,19 @@ def test_results_table_leads_with_final_accuracy_over_seeds_and_skips_other_reci
     table = recipes_benchmark.results_table(records + [stale], "full").splitlines()
     assert table[-1] == "| s9 | 81.00 % (1 seed) | 86.00 % ± 1.41 (2 seeds) | 2, 2 |"
     assert table[2].startswith("| s8-bn | not run | not run |")
+    cpu = _record("s8", "ln", "tuned", 1, [60.0, 79.0])
+    cpu["hardware"] = "CPU (x86_64, 1 thread)"
+    mixed = recipes_benchmark.results_table(records + [cpu], "full").splitlines()
+    assert mixed[3] == "| s8-ln | not run | 79.00 % (1 seed; CPU) |  |"  # runs from two kinds of machine: each says
+    assert mixed[-1] == "| s9 | 81.00 % (1 seed; GPU X) | 86.00 % ± 1.41 (2 seeds; GPU X) | 2, 2 |"
+
+
+def test_tuning_table_names_each_runs_settings_and_hardware():
+    gpu = _record("s9", None, "tuned", 1, [80.0, 86.5], kind="CIFAR-10: 45000 train / 5000 validation (last 10 % of train) images")
+    cpu = _record("s8", "ln", "tuned", 1, [60.0, 79.5], kind=gpu["config"]["data"])
+    cpu["config"]["recipe"]["lr"], cpu["hardware"] = 0.02, "CPU (x86_64, 1 thread)"
+    table = recipes_benchmark.tuning_table([gpu, cpu]).splitlines()
+    assert table[2:] == ["| s9 | as the tuned recipe | 86.50 % | GPU X |", "| s8-ln | lr=0.02 | 79.50 % | CPU |"]
 
 
 def test_collect_never_replaces_a_record_of_another_recipe(tmp_path):

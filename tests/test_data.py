@@ -139,7 +139,8 @@ def test_pipelines_are_strict_and_use_albumentations_2_arguments():
 
 
 def test_augmentations_by_name():
-    assert data.AUGMENTATIONS == ("s8", "s8-seed-code", "flip", "s9", "s9-seed-code", "s9-light", "crop-flip")
+    assert data.AUGMENTATIONS == ("s8", "s8-seed-code", "flip", "s9", "s9-seed-code", "s9-light", "crop-flip",
+                                  "crop-flip-cutout")
     for name in data.AUGMENTATIONS:
         assert data.train_transforms(name).strict
     assert list(_by_name(data.train_transforms("s8"))) == list(_by_name(data.s8_train_transforms()))
@@ -156,7 +157,7 @@ def test_augmentations_by_name():
     assert (code["HorizontalFlip"].p, code["Affine"].p, code["CoarseDropout"].p) == (0.5, 0.5, 0.5)
     s8_code = _by_name(data.train_transforms("s8-seed-code"))  # session_8/s8.ipynb: RandomRotation always
     assert (s8_code["HorizontalFlip"].p, s8_code["Rotate"].p) == (0.1, 1.0)
-    with pytest.raises(ValueError, match="s8, s8-seed-code, flip, s9, s9-seed-code, s9-light, crop-flip"):
+    with pytest.raises(ValueError, match="s9-light, crop-flip, crop-flip-cutout"):
         data.train_transforms("crop")
 
 
@@ -174,9 +175,12 @@ def test_crop_flip_is_a_random_crop_of_the_reflect_padded_image():
     assert len(windows) > 12  # of the 25 possible
 
 
-def test_cutout_leaves_one_16x16_hole_of_mean_colour():
+@pytest.mark.parametrize("pipeline", [lambda: data.s9_train_transforms(p_flip=0.0, p_affine=0.0, p_cutout=1.0),
+                                      lambda: data.crop_flip_train_transforms(p_flip=0.0, p_cutout=1.0)],
+                         ids=["s9", "crop-flip-cutout"])
+def test_cutout_leaves_one_16x16_hole_of_mean_colour(pipeline):
     image = np.full((32, 32, 3), 200, np.uint8)
-    tf = data.s9_train_transforms(p_flip=0.0, p_affine=0.0, p_cutout=1.0)
+    tf = pipeline()
     for seed in range(5):
         tf.set_random_seed(seed)
         x = tf(image=image)["image"]                  # normalised: mean colour becomes ~0
