@@ -153,24 +153,25 @@ def changed_since(config: dict) -> str:
 
 
 def earlier_table(records: list[dict], kind: str) -> str:
-    """Runs of recipes that ``helpers.recipes`` no longer holds, one row per recipe and loader: what
-    changed since, final test accuracy over seeds. Kept as evidence (the choice was made on the
+    """Runs of recipes that ``helpers.recipes`` no longer holds, one row per recipe, loader and hardware:
+    what changed since, final test accuracy over seeds. Kept as evidence (the choice was made on the
     validation split)."""
     groups: dict[str, list[dict]] = {}
     for r in records:
         c = r["config"]
         if data_kind(c) == kind and not current(r):
-            groups.setdefault(json.dumps([run_name(c), c["recipe"], c["loader"]], sort_keys=True), []).append(r)
+            key = [run_name(c), c["recipe"], c["loader"], short_hardware(r["hardware"])]
+            groups.setdefault(json.dumps(key, sort_keys=True), []).append(r)
     if not groups:
         return ""
-    lines = ["| run | recipe | loader | its settings (vs. that recipe now) | final test accuracy | seeds |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| run | recipe | loader | hardware | its settings (vs. that recipe now) | final test accuracy | seeds |",
+             "|---|---|---|---|---|---|---|"]
     for key in sorted(groups):
         found = groups[key]
         c = found[0]["config"]
         seeds = ", ".join(str(r["config"]["seed"]) for r in sorted(found, key=lambda r: r["config"]["seed"]))
-        lines.append(f"| {run_name(c)} | {c['recipe']['name']} | {c['loader']} | {changed_since(c)} | "
-                     f"{_cell([r['history'][-1]['test_acc'] for r in found])} | {seeds} |")
+        lines.append(f"| {run_name(c)} | {c['recipe']['name']} | {c['loader']} | {short_hardware(found[0]['hardware'])} "
+                     f"| {changed_since(c)} | {_cell([r['history'][-1]['test_acc'] for r in found])} | {seeds} |")
     return "Runs of earlier recipes (not counted above):\n\n" + "\n".join(lines)
 
 

@@ -82,8 +82,11 @@ def test_runs_of_an_earlier_recipe_are_listed_apart_with_what_changed():
     assert "86.00 % (1 seed)" in recipes_benchmark.results_table([now] + old, "full")
     earlier = recipes_benchmark.earlier_table([now] + old, "full").splitlines()
     lr = recipes.get_recipe("s9", "tuned").lr * 3
-    assert len(earlier) == 5 and earlier[-1].startswith(f"| s9 | tuned | device | lr={lr} |")
+    assert len(earlier) == 5 and earlier[-1].startswith(f"| s9 | tuned | device | GPU X | lr={lr} |")
     assert "84.50 % ± 0.71 (2 seeds) | 1, 2 |" in earlier[-1]
+    old[1]["hardware"] = "CPU (x86_64, 1 thread)"  # the same recipe on two kinds of machine: a row each
+    earlier = recipes_benchmark.earlier_table([now] + old, "full").splitlines()
+    assert len(earlier) == 6 and "| s9 | tuned | device | CPU | " in earlier[-2] and "85.00 % (1 seed) | 2 |" in earlier[-2]
     assert recipes_benchmark.earlier_table([now], "full") == ""
 
 
