@@ -408,6 +408,13 @@ def _albumentations():
     return A, ToTensorV2
 
 
+def _cutout(mean: Sequence[float], size: int, p: float):
+    """One ``size`` x ``size`` hole filled with the mean colour (so it becomes 0 after normalisation)."""
+    A, _ = _albumentations()
+    return A.CoarseDropout(num_holes_range=(1, 1), hole_height_range=(size, size), hole_width_range=(size, size),
+                           fill=tuple(255.0 * m for m in mean), p=p)
+
+
 def eval_transforms(mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD):
     """Normalise only (uint8 HWC -> float CHW tensor)."""
     A, ToTensorV2 = _albumentations()
@@ -446,13 +453,11 @@ def s9_train_transforms(mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[floa
     1 +- ``scale``, rotation +-``rotate`` degrees, reflected borders as ShiftScaleRotate did) and one
     cutout x cutout hole filled with the mean colour (so it becomes 0 after normalisation)."""
     A, ToTensorV2 = _albumentations()
-    fill = tuple(255.0 * m for m in mean)
     return A.Compose([
         A.HorizontalFlip(p=p_flip),
         A.Affine(translate_percent=(-shift, shift), scale=(1 - scale, 1 + scale), rotate=(-rotate, rotate),
                  border_mode=4, p=p_affine),  # 4 = cv2.BORDER_REFLECT_101
-        A.CoarseDropout(num_holes_range=(1, 1), hole_height_range=(cutout, cutout),
-                        hole_width_range=(cutout, cutout), fill=fill, p=p_cutout),
+        _cutout(mean, cutout, p_cutout),
         A.Normalize(mean=mean, std=std, max_pixel_value=255.0),
         ToTensorV2(),
     ], strict=True)
@@ -466,13 +471,11 @@ def crop_flip_train_transforms(mean: Sequence[float] = CIFAR10_MEAN, std: Sequen
     training runs (e.g. KellerJordan/cifar10-airbench), lighter than shift-scale-rotate + cutout.
     ``p_cutout`` > 0 adds Session 9's cutout: one ``cutout`` x ``cutout`` hole of the mean colour."""
     A, ToTensorV2 = _albumentations()
-    hole = [A.CoarseDropout(num_holes_range=(1, 1), hole_height_range=(cutout, cutout),
-                            hole_width_range=(cutout, cutout), fill=tuple(255.0 * m for m in mean), p=p_cutout)]
     return A.Compose([
         A.PadIfNeeded(min_height=size + 2 * pad, min_width=size + 2 * pad, border_mode=4),  # 4 = REFLECT_101
         A.RandomCrop(height=size, width=size),
         A.HorizontalFlip(p=p_flip),
-        *(hole if p_cutout > 0 else []),
+        *([_cutout(mean, cutout, p_cutout)] if p_cutout > 0 else []),
         A.Normalize(mean=mean, std=std, max_pixel_value=255.0),
         ToTensorV2(),
     ], strict=True)
