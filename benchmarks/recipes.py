@@ -177,7 +177,8 @@ def earlier_table(records: list[dict], kind: str) -> str:
 
 def provenance(records: list[dict], kind: str) -> str:
     found = [r for r in records if data_kind(r["config"]) == kind and current(r)]
-    hardware = sorted({r["hardware"] for r in found})
+    # (records written before helpers.run.hardware_name said "1 thread" read "1 threads")
+    hardware = sorted({r["hardware"].replace(", 1 threads)", ", 1 thread)") for r in found})
     torch_versions = sorted({r["torch"] for r in found})
     dates = sorted({r["date"] for r in found})
     return (f"{len(found)} runs; hardware: {', '.join(hardware)}; torch {', '.join(torch_versions)}; "
@@ -405,15 +406,19 @@ def _choice_lines(choice: dict) -> list[str]:
 def selection_summary(path: Path = RESULTS / "selection.json") -> str:
     """What benchmarks/select_recipes.py decided, per run: the last choice or what it waits for, and
     every candidate's final validation accuracy (and CPU-sample margin where the rule asks for one);
-    then, under a choice, what its new neighbours wait for."""
+    the earlier rounds of a run come first, and under a choice what its new neighbours wait for."""
     if not path.is_file():
         return "no selection made yet"
     chosen = json.loads(path.read_text())["tuned"]
     lines = ["Candidates are changes to the tuned recipe as it was when the choice was made (`base` in the "
              "file); validation accuracy is the final epoch's, averaged over the seeds run.", ""]
     for key, choice in chosen.items():
+        for number, round_ in enumerate(choice.get("earlier", []), 1):  # the rounds before, oldest first
+            status, *table = _choice_lines(round_)
+            lines += [f"**{key}**, round {number}: {status}", *table, ""]
         status, *table = _choice_lines(choice)
-        lines += [f"**{key}**: {status}", *table, ""]
+        now = f", round {len(choice['earlier']) + 1}" if choice.get("earlier") else ""
+        lines += [f"**{key}**{now}: {status}", *table, ""]
         if choice.get("pending"):
             status, *table = _choice_lines(choice["pending"])
             lines += [f"Since then, around the chosen recipe, **{key}** {status}", *table, ""]

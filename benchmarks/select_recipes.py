@@ -176,9 +176,10 @@ def choose_tuned(runs: list[dict], epochs: int = 20) -> dict:
 
 
 def merge_evidence(old: dict | None, new: dict) -> dict:
-    """The evidence file after a new selection: a run's new choice replaces the old entry; where the new
-    selection only waits (its candidates are the neighbours of a recipe chosen earlier), the earlier
-    choice stays, with what waits now under ``pending``."""
+    """The evidence file after a new selection. Where the new selection only waits (its candidates are the
+    neighbours of a recipe chosen earlier), the earlier choice stays, with what waits now under ``pending``.
+    A new choice made from another base recipe starts a new round: the earlier choice moves to
+    ``earlier`` (oldest first), so the evidence behind every choice stays on record."""
     if not old:
         return new
     merged = {**new, "tuned": {}}
@@ -186,10 +187,18 @@ def merge_evidence(old: dict | None, new: dict) -> dict:
         before, now = old.get("tuned", {}).get(key), new["tuned"].get(key)
         if now is None:
             merged["tuned"][key] = before
-        elif now.get("incomplete") and before is not None and not before.get("incomplete"):
-            merged["tuned"][key] = {**{k: v for k, v in before.items() if k != "pending"}, "pending": now}
-        else:
+            continue
+        if before is None:
             merged["tuned"][key] = now
+            continue
+        earlier = before.get("earlier", [])
+        decided = {k: v for k, v in before.items() if k not in ("pending", "earlier")}
+        if now.get("incomplete") and not before.get("incomplete"):
+            merged["tuned"][key] = {**decided, "pending": now, **({"earlier": earlier} if earlier else {})}
+        elif not now.get("incomplete") and not before.get("incomplete") and now.get("base") != before.get("base"):
+            merged["tuned"][key] = {**now, "earlier": earlier + [decided]}
+        else:
+            merged["tuned"][key] = {**now, **({"earlier": earlier} if earlier else {})}
     for key in ("s9_seed", "s8_seed"):
         if (new.get(key) is None or new[key].get("incomplete")) and old.get(key):
             merged[key] = old[key]

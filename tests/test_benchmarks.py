@@ -45,6 +45,13 @@ def test_tuning_table_names_each_runs_settings_and_hardware():
     assert table[2:] == ["| s9 | as the tuned recipe | 86.50 % | GPU X |", "| s8-ln | lr=0.02 | 79.50 % | CPU |"]
 
 
+def test_provenance_names_each_machine_once():
+    old, new = (_record("s8", "bn", "tuned", k, [80.0]) for k in (1, 2))
+    old["hardware"], new["hardware"] = "CPU (x86_64, 1 threads)", "CPU (x86_64, 1 thread)"  # before / after a fix
+    line = recipes_benchmark.provenance([old, new], "full")
+    assert line.startswith("2 runs; hardware: CPU (x86_64, 1 thread); torch 2.x;")
+
+
 def test_collect_never_replaces_a_record_of_another_recipe(tmp_path):
     """Two readings of the S9 seed document, seed 1, once collected under one name, so the second
     silently replaced the first (and a committed run of an earlier recipe)."""
@@ -218,6 +225,24 @@ def test_a_later_selection_that_only_waits_keeps_the_earlier_choice():
     again = select_recipes.merge_evidence(merged, new)
     assert again["tuned"]["s9"] == {**choice, "pending": waits}  # merging twice changes nothing
     assert select_recipes.merge_evidence(None, new) == new
+
+
+def test_a_choice_from_a_new_base_keeps_the_earlier_rounds_on_record(tmp_path):
+    first = {"overrides": {"lr": 0.4}, "val_acc": 86.0, "base": {"lr": 0.2},
+             "scores": [{"overrides": {}, "val_acc": 85.0}, {"overrides": {"lr": 0.4}, "val_acc": 86.0}]}
+    waits = {"overrides": {}, "incomplete": True, "scores": [{"overrides": {}, "val_acc": 86.0}], "base": {"lr": 0.4}}
+    second = {"overrides": {"wd": 0.001}, "val_acc": 87.0, "base": {"lr": 0.4},
+              "scores": [{"overrides": {}, "val_acc": 86.0}, {"overrides": {"wd": 0.001}, "val_acc": 87.0}]}
+    state = select_recipes.merge_evidence({"tuned": {"s9": first}}, {"tuned": {"s9": waits}})
+    state = select_recipes.merge_evidence(state, {"tuned": {"s9": second}})
+    assert state["tuned"]["s9"] == {**second, "earlier": [first]}  # round 1 moved aside, without its "pending"
+    assert select_recipes.merge_evidence(state, {"tuned": {"s9": second}}) == state  # the same choice again
+    later = select_recipes.merge_evidence(state, {"tuned": {"s9": {**waits, "base": {"lr": 0.4, "wd": 0.001}}}})
+    assert later["tuned"]["s9"]["earlier"] == [first] and later["tuned"]["s9"]["pending"]["incomplete"]
+    path = tmp_path / "selection.json"
+    path.write_text(json.dumps(state))
+    text = recipes_benchmark.selection_summary(path)
+    assert text.index("**s9**, round 1: chose `lr=0.4`") < text.index("**s9**, round 2: chose `wd=0.001`")
 
 
 def test_settings_parse_to_recipe_values():
