@@ -31,8 +31,9 @@
 #
 # The code you could reuse lives in the repository's `helpers` package; this notebook calls it
 # and shows the computations that matter. The outputs stored in this notebook come from the
-# run that section 4 describes (it prints the data, the epochs, the device and the PyTorch
-# version); run the notebook yourself to get your own.
+# run that last executed it; section 4 prints its data, epochs, device and PyTorch version.
+# Where that says "synthetic smoke-test images", they come from the test suite's one-epoch smoke
+# run and its pictures and accuracies mean nothing. Run the notebook yourself to get your own.
 
 # %% [markdown]
 # ## 1. Setup
@@ -41,7 +42,7 @@
 # above this notebook. On Google Colab it clones the repository into `/content/cifar10-course`
 # (a re-run pulls the latest version) and installs the two packages Colab lacks.
 #
-# The third cell holds every setting. `DATA_ROOT` is where CIFAR-10 is read from, the same
+# The settings cell (`EPOCHS`, `RECIPE`, `SEED`, `LOADER`, `DATA_ROOT`) holds every setting. `DATA_ROOT` is where CIFAR-10 is read from, the same
 # folder the command line uses: `$CIFAR10_ROOT` if you set it, else the repository's `data/`
 # folder (CIFAR-10 is downloaded there on first use). The tests set `SMOKE_TEST=1`: the notebook
 # then trains for one epoch on tiny synthetic images in the CIFAR-10 file format.
@@ -178,7 +179,9 @@ print("the often-copied std, a mean of per-image stds:                          
 #
 # ### Augmentation
 #
-# The recipe decides the augmentation; each row is one image and ten random draws of it.
+# The recipe decides the augmentation; each row is one image and ten random draws of it. This is
+# the BatchNorm network's recipe; the tuned LayerNorm and GroupNorm recipes may augment
+# differently (each run prints its recipe in section 4).
 
 # %% tags=["nbval-ignore-output"]
 recipe = recipes.get_recipe("s8", RECIPE)
@@ -290,9 +293,9 @@ assert rf.receptive_field(models.S8("bn")) == 44
 # it used. The command line (`python -m helpers.run s8 --norm gn`) calls the same function.
 #
 # **The recipe.** With `RECIPE = "tuned"`, training uses a OneCycle schedule fitted to the
-# epoch budget, and LayerNorm and GroupNorm get a smaller peak learning rate than BatchNorm (the
-# `peak lr` column of the table in section 5): without the batch statistics they do not
-# tolerate BatchNorm's rate (the tuning runs are in the repository's `doc/tuning.md`).
+# epoch budget, and each normalization gets its own peak learning rate, batch size and
+# augmentation, chosen on a validation split (the `peak lr` column of the table in section 5;
+# the tuning runs are in the repository's `doc/tuning.md`).
 # `RECIPE = "seed"` trains as the seed document did. Each run prints its recipe.
 #
 # **The loader.** `LOADER = "auto"` picks `"device"` on a CUDA GPU: `helpers.device_data`
@@ -301,8 +304,8 @@ assert rf.receptive_field(models.S8("bn")) == 44
 # `"albumentations"`: the DataLoader path of section 2, one image at a time on the CPU. Both
 # apply the same transforms with the same probabilities (not pixel for pixel the same). On a GPU
 # the run also computes in bfloat16 (autocast), which is faster and, for these networks, as
-# accurate. Each run starts from the same seed, so the three networks start from the
-# same random weights and see the same batches.
+# accurate. Each run starts from the same seed; with the seed recipe, which is the same for
+# all three, the networks also see the same batches.
 
 # %% tags=["nbval-ignore-output"]
 results = {}
