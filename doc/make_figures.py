@@ -58,8 +58,8 @@ def dataset_figures(root: str | None) -> None:
     for session, transforms in (("S8", data.s8_preview_transforms(mean, std)),
                                 ("S9", data.s9_preview_transforms(mean, std))):
         plots.show_image_rows(_preview_rows(image, transforms, mean, std),
-                              title=f"{session} augmentations: each one applied for certain, then the seed "
-                                    f"recipe's training pipeline (8 random draws per row)",
+                              title=f"{session} augmentations: each one applied for certain, then the pipeline "
+                                    f"the seed document describes (8 random draws per row)",
                               save=str(DOC / f"{session.lower()}_augmentations.png"))
     plt.close("all")
     print(f"dataset figures from {len(split)} training images; mean {tuple(round(m, 4) for m in mean)}, "
