@@ -52,6 +52,15 @@ def test_provenance_names_each_machine_once():
     assert line.startswith("2 runs; hardware: CPU (x86_64, 1 thread); torch 2.x;")
 
 
+def test_s8_seed_evidence_gives_the_first_epoch_at_70_percent_or_never():
+    passes = _record("s8", "ln", "seed", 2, [60.0] * 5 + [70.0] + [71.0] * 14)
+    never = _record("s8", "bn", "seed", 1, [69.9] * 20)
+    short = _record("s8", "gn", "seed", 1, [75.0] * 3)  # fewer than 20 epochs: not evidence
+    rows = recipes_benchmark.s8_seed_evidence([passes, never, short]).splitlines()[-2:]
+    assert rows == ["| bn | 1 | never | 69.90 % | GPU X |", "| ln | 2 | 6 | 71.00 % | GPU X |"]
+    assert recipes_benchmark.s8_seed_evidence([]).endswith("No run yet.")
+
+
 def test_collect_never_replaces_a_record_of_another_recipe(tmp_path):
     """Two readings of the S9 seed document, seed 1, once collected under one name, so the second
     silently replaced the first (and a committed run of an earlier recipe)."""
