@@ -54,7 +54,7 @@ def test_unknown_fields_and_none_overrides():
 def test_tuned_recipes_fit_the_schedule_to_the_budget(session):
     recipe, opt, sched = _build(session, "tuned", epochs=20, steps=32)
     assert isinstance(sched, torch.optim.lr_scheduler.OneCycleLR) and sched.total_steps == 640
-    assert opt.param_groups[0]["nesterov"] and recipe.label_smoothing > 0
+    assert opt.param_groups[0]["nesterov"]  # (label smoothing is the selection rule's to choose: S8-BN has none)
 
 
 def test_tuned_recipe_has_a_learning_rate_per_norm_and_overrides_win():
