@@ -44,7 +44,6 @@ from helpers import recipes  # noqa: E402
 RESULTS = ROOT / "doc" / "results"
 DOC = ROOT / "doc"
 RUNS = ("s8-bn", "s8-ln", "s8-gn", "s9")
-NORM_ORDER = ("bn", "ln", "gn")
 
 
 def run_name(config: dict) -> str:
@@ -310,7 +309,7 @@ def seed_evidence(records: list[dict]) -> str:
               "|---|---|---|---|---|---|",
               f"| published log | | | | {train[9]:.2f} / {test[9]:.2f} | "
               f"{train[19]:.2f} / {test[19]:.2f} |"]
-    for r in _s9_seed_runs(records):
+    for r in _seed_runs(records, "s9"):
         h = r["history"]
         gap = statistics.fmean(abs(e["test_acc"] - p) for e, p in zip(h[:20], test))
         lines.append(f"| seed {r['config']['seed']} | {_reading(r['config']['recipe'])} | "
@@ -326,21 +325,21 @@ S8_SEED_CLAIM = 70.0  # the S8 seed document: every norm passes 70 % test accura
 def s8_seed_evidence(records: list[dict]) -> str:
     """doc/tuning.md: whether our S8 seed-recipe runs bear out the document's one claim (it publishes
     no log): the first epoch at which each run's test accuracy reaches 70 %, or "never"."""
-    runs = [r for r in records if r["config"]["session"] == "s8" and r["config"]["recipe"]["name"] == "seed"
-            and data_kind(r["config"]) == "full" and current(r) and len(r["history"]) >= 20]
+    runs = [r for r in _seed_runs(records, "s8") if current(r)]
     lines = [f"**The S8 seed document** publishes no log; it says each norm passes {S8_SEED_CLAIM:g} % within 20 "
              f"epochs. Our S8 seed-recipe runs (full CIFAR-10, the recipe as it is now):", "",
              f"| norm | seed | first epoch at >= {S8_SEED_CLAIM:g} % | final test accuracy | hardware |",
              "|---|---|---|---|---|"]
-    for r in sorted(runs, key=lambda r: (NORM_ORDER.index(r["config"]["norm"]), r["config"]["seed"])):
+    for r in sorted(runs, key=lambda r: (RUNS.index(run_name(r["config"])), r["config"]["seed"])):
         first = next((e["epoch"] for e in r["history"][:20] if e["test_acc"] >= S8_SEED_CLAIM), None)
         lines.append(f"| {r['config']['norm']} | {r['config']['seed']} | {first or 'never'} | "
                      f"{r['history'][19]['test_acc']:.2f} % | {short_hardware(r['hardware'])} |")
     return "\n".join(lines if runs else lines[:1] + ["", "No run yet."])
 
 
-def _s9_seed_runs(records: list[dict]) -> list[dict]:
-    return [r for r in records if run_name(r["config"]) == "s9" and r["config"]["recipe"]["name"] == "seed"
+def _seed_runs(records: list[dict], session: str) -> list[dict]:
+    """The seed-recipe runs of ``session`` on full CIFAR-10 with at least 20 epochs (any recipe version)."""
+    return [r for r in records if r["config"]["session"] == session and r["config"]["recipe"]["name"] == "seed"
             and data_kind(r["config"]) == "full" and len(r["history"]) >= 20]
 
 
@@ -351,7 +350,7 @@ def seed_figure(records: list[dict], path: Path) -> Path:
     for ax, key, published in zip(axes, ("train_acc", "test_acc"),
                                   (select_recipes.S9_PUBLISHED_TRAIN_ACC, select_recipes.S9_PUBLISHED_TEST_ACC)):
         ax.plot(epochs, published, "k-o", ms=3, label="seed document's log")
-        for r in _s9_seed_runs(records):
+        for r in _seed_runs(records, "s9"):
             ax.plot(epochs, [h[key] for h in r["history"][:20]], "--" if not current(r) else "-",
                     label=f"ours: {_reading(r['config']['recipe'])}, seed {r['config']['seed']}"
                           f"{'' if current(r) else ' (earlier recipe)'}")

@@ -192,13 +192,16 @@ def merge_evidence(old: dict | None, new: dict) -> dict:
             merged["tuned"][key] = now
             continue
         earlier = before.get("earlier", [])
+        kept = {"earlier": earlier} if earlier else {}
         decided = {k: v for k, v in before.items() if k not in ("pending", "earlier")}
-        if now.get("incomplete") and not before.get("incomplete"):
-            merged["tuned"][key] = {**decided, "pending": now, **({"earlier": earlier} if earlier else {})}
-        elif not now.get("incomplete") and not before.get("incomplete") and now.get("base") != before.get("base"):
+        if before.get("incomplete"):  # nothing was chosen before: the new entry replaces it
+            merged["tuned"][key] = {**now, **kept}
+        elif now.get("incomplete"):
+            merged["tuned"][key] = {**decided, "pending": now, **kept}
+        elif now.get("base") != before.get("base"):
             merged["tuned"][key] = {**now, "earlier": earlier + [decided]}
         else:
-            merged["tuned"][key] = {**now, **({"earlier": earlier} if earlier else {})}
+            merged["tuned"][key] = {**now, **kept}
     for key in ("s9_seed", "s8_seed"):
         if (new.get(key) is None or new[key].get("incomplete")) and old.get(key):
             merged[key] = old[key]
