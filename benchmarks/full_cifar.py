@@ -6,8 +6,9 @@
 
 Phases, run in this order whatever order they are named in:
 
-* ``tests``: ``python -m pytest`` (CUDA tests included), first and alone, so a broken GPU path shows
-  before anything is measured with it (CUDA graphs are used only when tests/test_gpu.py all passed);
+* ``tests``: ``python -m pytest``: tests/test_gpu.py first, so a broken GPU path shows before anything
+  is measured with it (CUDA graphs are used only when they all passed), and the rest of the suite in a
+  process of its own beside them and the training that follows (before ``speed``, which runs alone);
 * ``speed``: benchmarks/gpu_speed.py alone on the GPU (both loaders, with and without CUDA graphs),
   then ``python -m helpers.run s9 --recipe tuned`` timed from process start to figures written;
 * ``tune``: every candidate of benchmarks/select_recipes.py on the validation split and the seed
@@ -211,6 +212,30 @@ def final_jobs(records: list[dict], epochs: int, smoke: bool = False, cuda_graph
     return _plan(specs, records, epochs, smoke, cuda_graph, runs, resume)
 
 
+def test_suites() -> tuple[Job, Job]:
+    """``python -m pytest`` in two processes: tests/test_gpu.py, whose report (runs/gpu/pytest.xml) decides
+    whether CUDA graphs may be used, and the rest of the suite (unit tests and both notebooks, pytest-rest.xml),
+    which needs a few CPU cores and can run beside the training runs (one core each)."""
+    pytest = [sys.executable, "-m", "pytest", "-q", "-rf", "--tb=short", "-p", "no:cacheprovider"]
+    return (Job("pytest-gpu", pytest + ["tests/test_gpu.py", f"--junitxml={RUNS / 'pytest.xml'}"],
+                env={"OMP_NUM_THREADS": "4"}),
+            Job("pytest-rest", pytest + ["--ignore=tests/test_gpu.py", f"--junitxml={RUNS / 'pytest-rest.xml'}"],
+                env={"OMP_NUM_THREADS": "4"}))
+
+
+def finish(job: Job, deadline: float, label: str) -> None:
+    """Wait for a job started on its own until it ends or ``deadline`` (then stop it), and say how it ended."""
+    while not job.finished() and time.time() < deadline:
+        time.sleep(0.5)
+    if not job.finished():
+        job.proc.kill()
+        job.proc.wait()
+        job.finished()
+        print(f"[{label}] {job.name}: stopped at the deadline", flush=True)
+    else:
+        print(f"[{label}] {job.name}: exit {job.proc.returncode} after {job.ended - job.started:.0f} s", flush=True)
+
+
 def gpu_tests_passed(junit_xml: Path) -> bool:
     """Did every test of tests/test_gpu.py run and pass (pytest's --junitxml report)?"""
     if not junit_xml.is_file():
@@ -255,7 +280,7 @@ def pack(out: Path, with_recipes: bool = False, notebooks: tuple[Path, ...] = ()
     (those executed without an error) and, ``with_recipes`` (after a choice), helpers/recipes.py."""
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / "results.tar.gz.tmp"
-    kept = ("run.json", "speed.json", "selection.json", "pytest.xml")
+    kept = ("run.json", "speed.json", "selection.json", "pytest.xml", "pytest-rest.xml")
     with tarfile.open(tmp, "w:gz") as tar:
         for path in sorted(RUNS.rglob("*")):
             if path.is_file() and (path.name in kept or path.suffix == ".log"):
@@ -306,15 +331,18 @@ def main(argv: list[str] | None = None) -> None:
     tests_passed = None  # not run in this call (nor, with --keep, in the earlier one)
     if args.keep and (RUNS / "pytest.xml").is_file():
         tests_passed = gpu_tests_passed(RUNS / "pytest.xml")
-    if "tests" in phases:  # first and alone: beside 12 training runs the CPU tests starve and time out
-        (RUNS / "pytest.xml").unlink(missing_ok=True)  # never read an earlier call's report
-        suite = Job("pytest", [sys.executable, "-m", "pytest", "-q", "-rf", "--tb=short", "-p", "no:cacheprovider",
-                               f"--junitxml={RUNS / 'pytest.xml'}"], env={"OMP_NUM_THREADS": "8"})
-        run_jobs([suite], 1, min(deadline, time.time() + 240), "tests")
+    rest_suite = None
+    if "tests" in phases:  # the CUDA tests first; the rest of the suite beside them and the training
+        for report in ("pytest.xml", "pytest-rest.xml"):
+            (RUNS / report).unlink(missing_ok=True)  # never read an earlier call's report
+        gpu_suite, rest_suite = test_suites()
+        rest_suite.start()
+        run_jobs([gpu_suite], 1, min(deadline, time.time() + 180), "tests")
         tests_passed = gpu_tests_passed(RUNS / "pytest.xml")
-        print(f"[plan] the whole test suite: exit {suite.proc and suite.proc.returncode}; the CUDA tests "
-              f"{'passed' if tests_passed else 'did not all pass'}", flush=True)
+        print(f"[plan] the CUDA tests {'passed' if tests_passed else 'did not all pass'}", flush=True)
         pack(out)
+        if "speed" in phases:  # the speed phase wants the machine to itself
+            finish(rest_suite, min(deadline, time.time() + 240), "tests")
     graphs = use_graphs(args.cuda_graph, RUNS / "speed.json" if args.keep else None, tests_passed)
 
     if "speed" in phases:  # alone on the device
@@ -389,6 +417,8 @@ def main(argv: list[str] | None = None) -> None:
         pack(out, with_recipes=tuned, notebooks=tuple(notebooks))
 
     run_jobs(jobs, args.parallel, deadline, "plan", then, after_each=ended)
+    if rest_suite is not None:
+        finish(rest_suite, deadline, "tests")
     pack(out, with_recipes=tuned, notebooks=tuple(notebooks))
     print(f"[plan] {', '.join(phases)} done at {time.time() - t0:.0f} s", flush=True)
 

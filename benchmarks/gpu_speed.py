@@ -66,7 +66,9 @@ def time_case(session: str, loader: str, epochs: int = 2, data_root: str | None 
     p = run.prepare_run(session, "bn", recipe, epochs=epochs + 1, data_root=data_root, seed=1, device=device,
                         loader=loader, smoke=smoke, workers=workers, cuda_graph=cuda_graph, compile=compile,
                         verbose=False)
-    loss_fn = train.TrainingLoss(p.model, p.recipe.label_smoothing, p.amp, p.cuda_graph)  # as fit makes it
+    train.prepare_model(p.model, p.device)  # as fit prepares it (weight layout, cuDNN autotuning)
+    ema = train.make_ema(p.model, p.recipe.ema_decay) if p.recipe.ema_decay else None  # as fit makes them
+    loss_fn = train.TrainingLoss(p.model, p.recipe.label_smoothing, p.amp, p.cuda_graph)
     setup = time.perf_counter() - t0
     trains, evals = [], []
     warmup = 0.0
@@ -76,9 +78,9 @@ def time_case(session: str, loader: str, epochs: int = 2, data_root: str | None 
         with _Timer(p.device) as t_train:
             train.train_one_epoch(p.model, p.train_loader, p.optimizer, p.device, epoch,
                                   p.scheduler if train.steps_per_batch(p.scheduler) else None,
-                                  p.recipe.label_smoothing, amp=p.amp, progress=False, loss_fn=loss_fn)
+                                  p.recipe.label_smoothing, ema, amp=p.amp, progress=False, loss_fn=loss_fn)
         with _Timer(p.device) as t_eval:
-            train.evaluate(p.model, p.test_loader, p.device, tta=p.recipe.tta, amp=p.amp)
+            train.evaluate(ema if ema is not None else p.model, p.test_loader, p.device, tta=p.recipe.tta, amp=p.amp)
         if epoch == 1:
             warmup = time.perf_counter() - t_epoch
         else:

@@ -21,6 +21,7 @@ torch and tqdm.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -232,10 +233,71 @@ def evaluate(model: nn.Module, loader: Iterable, device: torch.device, tta: bool
     return loss, 100.0 * (log_probs.argmax(1) == labels).float().mean().item()
 
 
-def make_ema(model: nn.Module, decay: float) -> nn.Module:
+class WeightAverage(nn.Module):
+    """An exponential moving average (EMA) of a model's weights and buffers.
+
+    ``update_parameters(model)`` after each training step: the first call copies the model, each
+    later one moves every float tensor ``1 - decay`` of the way to the model's (integer buffers,
+    such as BatchNorm's batch counter, are copied). The average is evaluated like a model
+    (``ema(x)``); its own copy of the network is ``ema.module``. The same arithmetic as
+    ``torch.optim.swa_utils.AveragedModel`` with ``get_ema_multi_avg_fn``, but the step count is a
+    Python number, so an update never makes Python wait for the GPU (AveragedModel copies its CPU
+    counter to the GPU at every step, and each such copy waits).
+    """
+
+    def __init__(self, model: nn.Module, decay: float):
+        super().__init__()
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"the EMA decay must be between 0 and 1, got {decay!r}")
+        self.module = copy.deepcopy(model).requires_grad_(False)
+        self.decay = decay
+        self.register_buffer("n_averaged", torch.zeros((), dtype=torch.long))  # saved with the state
+        self.updates = 0
+
+    def forward(self, *args, **kwargs):
+        return self.module(*args, **kwargs)
+
+    @torch.no_grad()
+    def update_parameters(self, model: nn.Module) -> None:
+        """Average in the weights and buffers ``model`` has now."""
+        mine = [*self.module.parameters(), *self.module.buffers()]
+        theirs = [t.detach() for t in (*model.parameters(), *model.buffers())]
+        if len(mine) != len(theirs):
+            raise ValueError("update_parameters needs the network the average was made from")
+        if self.updates == 0:
+            torch._foreach_copy_(mine, theirs)
+        else:
+            floats = [(a, b) for a, b in zip(mine, theirs) if a.is_floating_point()]
+            if floats:
+                torch._foreach_lerp_([a for a, _ in floats], [b for _, b in floats], 1.0 - self.decay)
+            for a, b in zip(mine, theirs):
+                if not a.is_floating_point():
+                    a.copy_(b)
+        self.updates += 1
+        self.n_averaged.fill_(self.updates)  # a write to the device, never a read from it
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """As nn.Module's, and the step count goes on from the saved one (a resumed run)."""
+        result = super().load_state_dict(state_dict, strict, assign)
+        self.updates = int(self.n_averaged)
+        return result
+
+
+def prepare_model(model: nn.Module, device: torch.device, channels_last: bool = True) -> nn.Module:
+    """Move ``model`` to ``device`` as ``fit`` trains it: weights stored N,H,W,C (``channels_last``,
+    on a CPU or CUDA device) and, on CUDA, cuDNN left to time its kernels once per shape and keep
+    the fastest (``cudnn.benchmark``). Returns the model."""
+    model.to(device)
+    if channels_last and device.type in ("cpu", "cuda"):
+        model.to(memory_format=torch.channels_last)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN time its kernels once and keep the fastest
+    return model
+
+
+def make_ema(model: nn.Module, decay: float) -> WeightAverage:
     """An exponential moving average of the weights (and BatchNorm buffers) of ``model``."""
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    return WeightAverage(model, decay)
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -339,11 +401,7 @@ def fit(model: nn.Module, train_loader: Iterable, test_loader: Iterable, optimiz
     device = torch.device(device)
     if cuda_graph and device.type != "cuda":
         raise ValueError(f"cuda_graph needs a CUDA device, not {device.type}")
-    model.to(device)
-    if channels_last and device.type in ("cpu", "cuda"):
-        model.to(memory_format=torch.channels_last)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN time its kernels once and keep the fastest
+    prepare_model(model, device, channels_last)
     ema = make_ema(model, ema_decay) if ema_decay else None
     ckpt = hist_path = None
     history: list[dict] = []

@@ -229,7 +229,8 @@ def test_command_line_ends_with_one_line_naming_the_file(tmp_path, full):
         "truncated": blob[: len(blob) // 2],
         "malicious": pickle.dumps({b"data": Exploit(tmp_path / "pwned"), b"labels": [0]}, protocol=2),
     }
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_ALBUMENTATIONS_UPDATE": "1"}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+           "NO_ALBUMENTATIONS_UPDATE": "1"}  # the repo first, then what the machine adds (the GPU packages)
     runs = {}
     for name, damaged in cases.items():  # side by side: each start imports torch
         path = _folder(tmp_path / name, damaged)

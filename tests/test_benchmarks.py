@@ -287,6 +287,18 @@ def test_gpu_speed_runs_on_the_cpu_with_smoke_data(tmp_path):
     assert rows[0]["cuda_graph"] is False
 
 
+def test_gpu_speed_times_the_model_as_fit_trains_it(monkeypatch):
+    from helpers import recipes, train
+    calls = []
+    for name in ("prepare_model", "make_ema"):
+        real = getattr(train, name)
+        monkeypatch.setattr(train, name, lambda *a, _real=real, _name=name, **k: calls.append(_name) or _real(*a, **k))
+    ema_recipe = recipes.Recipe(**{**recipes.get_recipe("s8", "tuned", norm="bn").as_dict(), "ema_decay": 0.99})
+    gpu_speed.time_case("s8", "device", epochs=1, smoke=True, device="cpu", recipe=ema_recipe)
+    # fit stores the weights channels-last and turns on cuDNN autotuning, and trains an EMA recipe with its average
+    assert calls == ["prepare_model", "make_ema"]
+
+
 def test_gpu_speed_rejects_unknown_cases_and_graphs_on_the_cpu():
     for case in ("s8/gpu", "s8/albumentations/graph"):  # graphs need the device loader
         with pytest.raises(SystemExit):
@@ -325,6 +337,24 @@ def test_full_cifar_plan_runs_a_candidate_equal_to_the_recipe_once(monkeypatch):
     monkeypatch.setattr(select_recipes, "S9_READINGS", [])
     monkeypatch.setattr(select_recipes, "S8_READINGS", [])
     assert [j.name for j in full_cifar.tune_jobs([], 20)] == ["tune/s9-base", f"tune/s9-lr{now.lr * 2}"]
+
+
+def test_full_cifar_runs_the_cuda_tests_apart_and_stops_a_suite_at_the_deadline(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(full_cifar, "RUNS", tmp_path)
+    gpu, rest = full_cifar.test_suites()
+    # the CUDA tests write the report gpu_tests_passed reads; the rest of the suite leaves them out
+    assert "tests/test_gpu.py" in gpu.argv and f"--junitxml={tmp_path / 'pytest.xml'}" in gpu.argv
+    assert "--ignore=tests/test_gpu.py" in rest.argv and "tests/test_gpu.py" not in rest.argv
+    quick = full_cifar.Job("quick", [sys.executable, "-c", "pass"])
+    quick.start()
+    full_cifar.finish(quick, time.time() + 60, "test")
+    assert quick.proc.returncode == 0 and "quick: exit 0" in capsys.readouterr().out
+    slow = full_cifar.Job("slow", [sys.executable, "-c", "import time; time.sleep(30)"])
+    slow.start()
+    start = time.time()
+    full_cifar.finish(slow, time.time() + 1, "test")
+    assert time.time() - start < 10 and slow.proc.returncode != 0
+    assert "slow: stopped at the deadline" in capsys.readouterr().out
 
 
 def test_full_cifar_reads_the_cuda_tests_outcome_from_the_junit_report(tmp_path):

@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _cli(*args, cwd):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_ALBUMENTATIONS_UPDATE": "1"}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+           "NO_ALBUMENTATIONS_UPDATE": "1"}  # the repo first, then what the machine adds (the GPU packages)
     return subprocess.run([sys.executable, "-m", "helpers.run", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=600)
 

@@ -205,6 +205,44 @@ def test_ema_and_tta_options_run_and_the_model_ends_with_the_scored_weights(spli
     assert any(not torch.equal(model.state_dict()[k], v) for k, v in raw.items()), "still the raw weights"
 
 
+def test_weight_average_computes_what_torchs_averaged_model_computes():
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    torch.manual_seed(0)
+    model = models.S8("bn")
+    ours = train.make_ema(model, 0.9)
+    torchs = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.9), use_buffers=True)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(3):  # the first update copies, the later ones average
+        F.cross_entropy(model(torch.randn(16, 3, 32, 32)), torch.randint(0, 10, (16,))).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        ours.update_parameters(model)
+        torchs.update_parameters(model)
+    theirs = torchs.state_dict()
+    assert ours.state_dict().keys() == theirs.keys()  # checkpoints keep their layout ("module.*", n_averaged)
+    for key, value in ours.state_dict().items():
+        if value.is_floating_point():
+            assert torch.allclose(value, theirs[key], atol=1e-6), key
+    assert int(ours.n_averaged) == 3 and not torch.equal(ours.module.features[0][0].weight, model.features[0][0].weight)
+
+
+def test_weight_average_goes_on_averaging_after_a_reload():
+    model = models.S8("gn")
+    saved = train.make_ema(model, 0.5)
+    saved.update_parameters(model)
+    restored = train.make_ema(models.S8("gn"), 0.5)  # other initial weights
+    restored.load_state_dict(saved.state_dict())
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    before = restored.module.state_dict()["features.0.0.weight"].clone()
+    restored.update_parameters(model)  # a reloaded average must average, not copy as a fresh one would
+    expected = 0.5 * before + 0.5 * model.state_dict()["features.0.0.weight"]
+    assert torch.allclose(restored.module.state_dict()["features.0.0.weight"], expected)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        train.make_ema(model, 1.0)
+
+
 def test_resume_refuses_a_checkpoint_saved_with_other_settings(splits, tmp_path):
     config = {"session": "s8", "recipe": {"lr": 0.05, "augment": "s8"}, "seed": 0}
     first, *_ = _run(splits, 1, out_dir=tmp_path, config=config)
