@@ -413,8 +413,9 @@ def main(argv: list[str] | None = None) -> float:
     write_figures(result, out, _title(args.command, norm, recipe.name))
     history = result.history
     best = train.best_epoch(history)
-    print(f"final test accuracy {history[-1]['test_acc']:.2f}% (best {best['test_acc']:.2f}% at epoch "
-          f"{best['epoch']}, selected on the {'validation' if args.validation else 'test'} set); "
+    scored_on = "validation" if args.validation else "test"  # the history's test_* columns score this split
+    print(f"final {scored_on} accuracy {history[-1]['test_acc']:.2f}% (best {best['test_acc']:.2f}% at epoch "
+          f"{best['epoch']}, selected on the {scored_on} set); "
           f"{time.perf_counter() - start:.0f} s with the figures; outputs in {out}")
     return history[-1]["test_acc"]
 

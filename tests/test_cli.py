@@ -40,6 +40,18 @@ def test_smoke_run_writes_every_output(tmp_path):
     assert train.load_checkpoint(out / "checkpoint.pt")["history"] == history
 
 
+def test_validation_runs_score_the_last_tenth_of_the_training_images_and_say_so(tmp_path):
+    out = tmp_path / "out"
+    result = _cli("s8", "--smoke", "--epochs", "1", "--validation", "--out", str(out), "--no-progress", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    record = json.loads((out / "run.json").read_text())
+    # the smoke data's 512 training images: 461 to train on, the last 51 scored; the test images play no part
+    assert "461 train / 51 validation (last 10 % of train)" in record["config"]["data"]
+    assert result.stdout.strip().splitlines()[-1].startswith(
+        f"final validation accuracy {record['history'][-1]['test_acc']:.2f}% (best ")
+    assert "selected on the validation set" in result.stdout
+
+
 @pytest.mark.parametrize("args, message", [
     (["s10"], "invalid choice: 's10'"),
     (["s8", "--norm", "xn"], "invalid choice: 'xn'"),
