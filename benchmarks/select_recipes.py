@@ -48,7 +48,8 @@ CANDIDATES = {
     "s8-bn": [{}, {"augment": "crop-flip"}, {"batch_size": 128, "lr": 0.1}, {"batch_size": 512, "lr": 0.4},
               {"label_smoothing": 0.0}],
     "s8-ln": [{}, {"lr": 0.02}, {"lr": 0.1}, {"augment": "crop-flip"}, {"batch_size": 256, "lr": 0.1}],
-    "s8-gn": [{}, {"lr": 0.02}, {"lr": 0.1}, {"augment": "crop-flip"}, {"batch_size": 256, "lr": 0.1}],
+    "s8-gn": [{}, {"lr": 0.02}, {"lr": 0.1}, {"augment": "crop-flip"}, {"batch_size": 256, "lr": 0.1},
+              {"lr": 0.2}],  # round 2: the first round's best lr (0.1) was the largest tried, so one step beyond it
 }
 # The floor at the other scale: on the 4,068-image CPU sample the tuned S8-BN recipe must beat the
 # seed recipe by at least this many points (mean final test accuracy), so one recipe wins at both scales.
