@@ -52,7 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import select_recipes as sel  # noqa: E402
-from helpers import recipes  # noqa: E402
+from helpers import recipes, train  # noqa: E402
 
 RUNS = ROOT / "runs" / "gpu"
 RESULTS = ROOT / "doc" / "results"
@@ -175,15 +175,44 @@ def _plan(specs: list[tuple], records: list[dict], epochs: int, smoke: bool, cud
         if runs is not None and (f"s8-{norm}" if session == "s8" else "s9") not in runs:
             continue
         recipe = recipes.recipe_with_settings(session, recipe_name, norm or "bn", overrides)
-        if is_done(records, session, norm or "bn", recipe, seed, loader, VALIDATION if validation else FULL, epochs):
+        data = VALIDATION if validation else FULL
+        if is_done(records, session, norm or "bn", recipe, seed, loader, data, epochs):
             print(f"[plan] {name}: already in doc/results", flush=True)
             continue
         if (session, norm, recipe, seed, validation, loader) in planned:
             continue  # a candidate that is the recipe as it is now
         planned.append((session, norm, recipe, seed, validation, loader))
+        make_room(RUNS / name, recipe,
+                  lambda r, k=(session, norm or "bn", recipe, seed, loader, data, epochs): is_done([r], *k))
         jobs.append(cli(name, session, norm, recipe_name, seed, epochs, overrides, validation, loader, smoke,
                         cuda_graph, resume=resume))
     return jobs
+
+
+def make_room(out: Path, recipe: recipes.Recipe, is_this_run: Callable[[dict], bool]) -> None:
+    """Move a run that an earlier call left in ``out`` to runs/gpu/earlier/ when it is another run: a finished
+    one that ``is_this_run`` (given its run.json record) says is not this, or a checkpoint saved with another
+    recipe. A candidate's folder is named by its change to the recipe, so after a choice the same name can
+    mean another run: resuming it would be refused (other settings), and running over it would lose it.
+    Moved, it is still collected."""
+    if (out / "run.json").is_file():
+        if is_this_run(json.loads((out / "run.json").read_text())):
+            return
+    elif (out / "checkpoint.pt").is_file():
+        saved = (train.load_checkpoint(out / "checkpoint.pt").get("config") or {}).get("recipe")
+        if saved is None or sel.made_with(saved, recipe):
+            return  # this very run, stopped at an earlier deadline: it resumes
+    else:
+        return
+    dest = RUNS / "earlier" / out.relative_to(RUNS)
+    for k in range(2, 1000):
+        if not dest.exists():
+            break
+        dest = dest.with_name(f"{out.name}-{k}")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(out), str(dest))
+    print(f"[plan] {out.relative_to(RUNS)}: an earlier call's run of another recipe moved to "
+          f"{dest.relative_to(RUNS)}", flush=True)
 
 
 def tune_jobs(records: list[dict], epochs: int, smoke: bool = False, cuda_graph: bool = False,

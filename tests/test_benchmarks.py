@@ -14,6 +14,12 @@ from helpers import recipes, run
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def _plan_folder(tmp_path, monkeypatch):
+    """No test plans into, or moves runs out of, the checkout's own runs/gpu."""
+    monkeypatch.setattr(full_cifar, "RUNS", tmp_path / "runs-gpu")
+
+
 def _record(session, norm, recipe, seed, accs, kind="CIFAR-10: 50000 train / 10000 test images", loader="device"):
     r = recipes.get_recipe(session, recipe, norm or "bn")
     history = [{"epoch": i + 1, "test_acc": a, "train_acc": a} for i, a in enumerate(accs)]
@@ -355,6 +361,31 @@ def test_full_cifar_runs_the_cuda_tests_apart_and_stops_a_suite_at_the_deadline(
     full_cifar.finish(slow, time.time() + 1, "test")
     assert time.time() - start < 10 and slow.proc.returncode != 0
     assert "slow: stopped at the deadline" in capsys.readouterr().out
+
+
+def test_full_cifar_moves_an_earlier_calls_run_of_another_recipe_out_of_the_way():
+    import torch
+    runs = full_cifar.RUNS
+    before = _record("s8", "ln", "tuned", 1, [70.0] * 20, kind=full_cifar.VALIDATION)
+    before["config"]["recipe"]["label_smoothing"] = 0.3  # made around the recipe before the last choice
+    (runs / "tune" / "s8-ln-lr0.02").mkdir(parents=True)
+    (runs / "tune" / "s8-ln-lr0.02" / "run.json").write_text(json.dumps(before))
+    this = _record("s8", "ln", "tuned", 1, [75.0] * 20, kind=full_cifar.VALIDATION)  # "no change", finished
+    (runs / "tune" / "s8-ln-base").mkdir(parents=True)
+    (runs / "tune" / "s8-ln-base" / "run.json").write_text(json.dumps(this))
+    for name, recipe in (("s8-ln-lr0.1", before["config"]["recipe"]),  # stopped runs: another recipe,
+                         ("s8-ln-batchsize256-lr0.1", recipes.recipe_with_settings(  # and this very one
+                             "s8", "tuned", "ln", {"batch_size": 256, "lr": 0.1}).as_dict())):
+        (runs / "tune" / name).mkdir(parents=True)
+        torch.save({"config": {"recipe": recipe}}, runs / "tune" / name / "checkpoint.pt")
+    jobs = full_cifar.tune_jobs([], 20, runs=("s8-ln",), resume=True)
+    assert {"tune/s8-ln-lr0.02", "tune/s8-ln-lr0.1"} <= {j.name for j in jobs}
+    earlier = runs / "earlier" / "tune"
+    assert json.loads((earlier / "s8-ln-lr0.02" / "run.json").read_text()) == before  # kept, still collected
+    assert (earlier / "s8-ln-lr0.1" / "checkpoint.pt").is_file() and not (runs / "tune" / "s8-ln-lr0.1").exists()
+    assert (runs / "tune" / "s8-ln-base" / "run.json").is_file()  # this run itself stays
+    assert (runs / "tune" / "s8-ln-batchsize256-lr0.1" / "checkpoint.pt").is_file()  # and resumes
+    assert "tune/s8-ln-batchsize256-lr0.1" in [j.name for j in jobs]
 
 
 def test_full_cifar_reads_the_cuda_tests_outcome_from_the_junit_report(tmp_path):
