@@ -268,13 +268,13 @@ class WeightAverage(nn.Module):
             torch._foreach_copy_(mine, theirs)
         else:
             floats = [(a, b) for a, b in zip(mine, theirs) if a.is_floating_point()]
-            if floats:
+            if floats:  # one call for all tensors: a GPU runs it as a few kernels, not one per tensor
                 torch._foreach_lerp_([a for a, _ in floats], [b for _, b in floats], 1.0 - self.decay)
             for a, b in zip(mine, theirs):
                 if not a.is_floating_point():
                     a.copy_(b)
         self.updates += 1
-        self.n_averaged.fill_(self.updates)  # a write to the device, never a read from it
+        self.n_averaged.fill_(self.updates)  # for the checkpoint: written here, read only when one is loaded
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """As nn.Module's, and the step count goes on from the saved one (a resumed run)."""
