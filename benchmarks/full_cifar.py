@@ -87,6 +87,16 @@ class Job:
             self.log.close()
         return self.ended is not None
 
+    def stop(self) -> None:
+        """Kill the process (a deadline has come) and record that it ended."""
+        self.proc.kill()
+        self.proc.wait()
+        self.finished()
+
+    def outcome(self) -> str:
+        """How an ended job ended, for the plan's log."""
+        return f"{self.name}: exit {self.proc.returncode} after {self.ended - self.started:.0f} s"
+
 
 def run_jobs(jobs: list[Job], parallel: int, deadline: float, label: str,
              then: list[tuple[list[Job], Callable[[], list[Job]]]] | None = None,
@@ -104,8 +114,7 @@ def run_jobs(jobs: list[Job], parallel: int, deadline: float, label: str,
     def reap() -> None:
         for job in [j for j in running if j.finished()]:
             running.remove(job)
-            print(f"[{label}] {job.name}: exit {job.proc.returncode} after {job.ended - job.started:.0f} s",
-                  flush=True)
+            print(f"[{label}] {job.outcome()}", flush=True)
             if after_each is not None:
                 after_each(job)  # e.g. pack the results, so a call cut short still returns what ended
 
@@ -130,9 +139,7 @@ def run_jobs(jobs: list[Job], parallel: int, deadline: float, label: str,
         reap()
         call_due()
         for job in running:
-            job.proc.kill()
-            job.proc.wait()
-            job.log.close()
+            job.stop()
             print(f"[{label}] {job.name}: stopped at the deadline", flush=True)
         for job in front + waiting:
             print(f"[{label}] {job.name}: not started (no time left)", flush=True)
@@ -182,33 +189,30 @@ def _plan(specs: list[tuple], records: list[dict], epochs: int, smoke: bool, cud
         if (session, norm, recipe, seed, validation, loader) in planned:
             continue  # a candidate that is the recipe as it is now
         planned.append((session, norm, recipe, seed, validation, loader))
-        make_room(RUNS / name, recipe,
-                  lambda r, k=(session, norm or "bn", recipe, seed, loader, data, epochs): is_done([r], *k))
+        make_room(RUNS / name, (session, norm or "bn", recipe, seed, loader, data, epochs))
         jobs.append(cli(name, session, norm, recipe_name, seed, epochs, overrides, validation, loader, smoke,
                         cuda_graph, resume=resume))
     return jobs
 
 
-def make_room(out: Path, recipe: recipes.Recipe, is_this_run: Callable[[dict], bool]) -> None:
-    """Move a run that an earlier call left in ``out`` to runs/gpu/earlier/ when it is another run: a finished
-    one that ``is_this_run`` (given its run.json record) says is not this, or a checkpoint saved with another
-    recipe. A candidate's folder is named by its change to the recipe, so after a choice the same name can
-    mean another run: resuming it would be refused (other settings), and running over it would lose it.
-    Moved, it is still collected."""
+def make_room(out: Path, run: tuple) -> None:
+    """Move what an earlier call left in ``out`` to runs/gpu/earlier/ when it is not ``run`` (is_done's
+    session, norm, recipe, seed, loader, data, epochs): a finished run of other settings, or a checkpoint
+    saved with another recipe. A candidate's folder is named by its change to the recipe, so after a choice
+    the same name can mean another run: resuming it would be refused (other settings), and running over it
+    would lose it. Moved, it is still collected."""
     if (out / "run.json").is_file():
-        if is_this_run(json.loads((out / "run.json").read_text())):
+        if is_done([json.loads((out / "run.json").read_text())], *run):
             return
     elif (out / "checkpoint.pt").is_file():
         saved = (train.load_checkpoint(out / "checkpoint.pt").get("config") or {}).get("recipe")
-        if saved is None or sel.made_with(saved, recipe):
+        if saved is None or sel.made_with(saved, run[2]):
             return  # this very run, stopped at an earlier deadline: it resumes
     else:
         return
-    dest = RUNS / "earlier" / out.relative_to(RUNS)
-    for k in range(2, 1000):
-        if not dest.exists():
-            break
-        dest = dest.with_name(f"{out.name}-{k}")
+    dest, k = RUNS / "earlier" / out.relative_to(RUNS), 2
+    while dest.exists():
+        dest, k = dest.with_name(f"{out.name}-{k}"), k + 1
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(str(out), str(dest))
     print(f"[plan] {out.relative_to(RUNS)}: an earlier call's run of another recipe moved to "
@@ -256,13 +260,11 @@ def finish(job: Job, deadline: float, label: str) -> None:
     """Wait for a job started on its own until it ends or ``deadline`` (then stop it), and say how it ended."""
     while not job.finished() and time.time() < deadline:
         time.sleep(0.5)
-    if not job.finished():
-        job.proc.kill()
-        job.proc.wait()
-        job.finished()
-        print(f"[{label}] {job.name}: stopped at the deadline", flush=True)
+    if job.finished():
+        print(f"[{label}] {job.outcome()}", flush=True)
     else:
-        print(f"[{label}] {job.name}: exit {job.proc.returncode} after {job.ended - job.started:.0f} s", flush=True)
+        job.stop()
+        print(f"[{label}] {job.name}: stopped at the deadline", flush=True)
 
 
 def gpu_tests_passed(junit_xml: Path) -> bool:
@@ -446,7 +448,7 @@ def main(argv: list[str] | None = None) -> None:
         pack(out, with_recipes=tuned, notebooks=tuple(notebooks))
 
     run_jobs(jobs, args.parallel, deadline, "plan", then, after_each=ended)
-    if rest_suite is not None:
+    if rest_suite is not None and rest_suite.ended is None:  # not already waited for before the speed phase
         finish(rest_suite, deadline, "tests")
     pack(out, with_recipes=tuned, notebooks=tuple(notebooks))
     print(f"[plan] {', '.join(phases)} done at {time.time() - t0:.0f} s", flush=True)
