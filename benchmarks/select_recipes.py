@@ -44,7 +44,7 @@ from helpers import recipes  # noqa: E402
 # course's cutout on top of crop-flip, a weight average (EMA), a shorter warm-up, and the lr around 0.1.
 # S8, the levers that no S8 round had tried: every S8 recipe ends with train accuracy about level with
 # validation (neither over- nor underfitting by much), so half the weight decay rather than more, a weight
-# average (EMA 0.999: about the last 3-6 epochs), and a shorter warm-up.
+# average (EMA 0.999, which with its warm-up spans about the last 2 of 20 epochs), and a shorter warm-up.
 S8_LEVERS = [{"weight_decay": 0.00025}, {"ema_decay": 0.999}, {"pct_start": 0.15}]
 CANDIDATES = {
     "s9": [{}, {"batch_size": 256, "lr": 0.2}, {"lr": 0.05}, {"lr": 0.2}, {"weight_decay": 0.001},

@@ -237,12 +237,17 @@ class WeightAverage(nn.Module):
     """An exponential moving average (EMA) of a model's weights and buffers.
 
     ``update_parameters(model)`` after each training step: the first call copies the model, each
-    later one moves every float tensor ``1 - decay`` of the way to the model's (integer buffers,
-    such as BatchNorm's batch counter, are copied). The average is evaluated like a model
-    (``ema(x)``); its own copy of the network is ``ema.module``. The same arithmetic as
-    ``torch.optim.swa_utils.AveragedModel`` with ``get_ema_multi_avg_fn``, but the step count is a
-    Python number, so an update never makes Python wait for the GPU (AveragedModel copies its CPU
-    counter to the GPU at every step, and each such copy waits).
+    later one moves every float tensor ``1 - d`` of the way to the model's (integer buffers, such
+    as BatchNorm's batch counter, are copied). ``d`` warms up to ``decay``: after ``n`` updates it
+    is ``min(decay, (1 + n) / (10 + n))`` (as TensorFlow's ``ExponentialMovingAverage`` with
+    ``num_updates``), so the average never holds on to the first, untrained weights: it spans about
+    the last ninth of the steps taken, or the last ``1 / (1 - decay)`` steps once those are fewer.
+    Without the warm-up, decay 0.999 would still give the first weights 74 % of the say after 300 steps.
+    The average is evaluated like a model (``ema(x)``); its own copy of the network is
+    ``ema.module``. Its state dict has ``torch.optim.swa_utils.AveragedModel``'s layout
+    (``module.*``, ``n_averaged``), but the step count is a Python number, so an update never
+    makes Python wait for the GPU (AveragedModel copies its CPU counter to the GPU at every
+    step, and each such copy waits).
     """
 
     def __init__(self, model: nn.Module, decay: float):
@@ -253,6 +258,8 @@ class WeightAverage(nn.Module):
         self.decay = decay
         self.register_buffer("n_averaged", torch.zeros((), dtype=torch.long))  # saved with the state
         self.updates = 0
+        # a loaded state goes on from its step count, also when the average is loaded as part of a larger module
+        self.register_load_state_dict_post_hook(WeightAverage._count_from_state)
 
     def forward(self, *args, **kwargs):
         return self.module(*args, **kwargs)
@@ -269,18 +276,20 @@ class WeightAverage(nn.Module):
         else:
             floats = [(a, b) for a, b in zip(mine, theirs) if a.is_floating_point()]
             if floats:  # one call for all tensors: a GPU runs it as a few kernels, not one per tensor
-                torch._foreach_lerp_([a for a, _ in floats], [b for _, b in floats], 1.0 - self.decay)
+                torch._foreach_lerp_([a for a, _ in floats], [b for _, b in floats], 1.0 - self.current_decay())
             for a, b in zip(mine, theirs):
                 if not a.is_floating_point():
                     a.copy_(b)
         self.updates += 1
         self.n_averaged.fill_(self.updates)  # for the checkpoint: written here, read only when one is loaded
 
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        """As nn.Module's, and the step count goes on from the saved one (a resumed run)."""
-        result = super().load_state_dict(state_dict, strict, assign)
-        self.updates = int(self.n_averaged)
-        return result
+    def current_decay(self) -> float:
+        """The decay the next update uses: ``decay``, or less while the average is young."""
+        return min(self.decay, (1 + self.updates) / (10 + self.updates))
+
+    @staticmethod
+    def _count_from_state(module: "WeightAverage", incompatible_keys) -> None:
+        module.updates = int(module.n_averaged)
 
 
 def prepare_model(model: nn.Module, device: torch.device, channels_last: bool = True) -> nn.Module:

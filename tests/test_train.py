@@ -206,11 +206,17 @@ def test_ema_and_tta_options_run_and_the_model_ends_with_the_scored_weights(spli
 
 
 def test_weight_average_computes_what_torchs_averaged_model_computes():
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    from torch.optim.swa_utils import AveragedModel
+
+    def warmed_up_ema(averaged, current, num_averaged):  # torch's EMA, with the warm-up written out
+        decay = min(0.9, (1 + num_averaged.item()) / (10 + num_averaged.item()))
+        for a, c in zip(averaged, current):
+            a.copy_(decay * a + (1 - decay) * c)
+
     torch.manual_seed(0)
     model = models.S8("bn")
     ours = train.make_ema(model, 0.9)
-    torchs = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.9), use_buffers=True)
+    torchs = AveragedModel(model, multi_avg_fn=warmed_up_ema, use_buffers=True)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     for _ in range(3):  # the first update copies, the later ones average
         F.cross_entropy(model(torch.randn(16, 3, 32, 32)), torch.randint(0, 10, (16,))).backward()
@@ -237,10 +243,36 @@ def test_weight_average_goes_on_averaging_after_a_reload():
             p.add_(1.0)
     before = restored.module.state_dict()["features.0.0.weight"].clone()
     restored.update_parameters(model)  # a reloaded average must average, not copy as a fresh one would
-    expected = 0.5 * before + 0.5 * model.state_dict()["features.0.0.weight"]
+    decay = 2 / 11  # the warm-up's (1 + n) / (10 + n) after n = 1 update
+    expected = decay * before + (1 - decay) * model.state_dict()["features.0.0.weight"]
     assert torch.allclose(restored.module.state_dict()["features.0.0.weight"], expected)
     with pytest.raises(ValueError, match="between 0 and 1"):
         train.make_ema(model, 1.0)
+
+
+def test_weight_average_loaded_inside_a_larger_module_keeps_its_step_count():
+    model = nn.Linear(2, 2)
+    saved = nn.ModuleDict({"ema": train.make_ema(model, 0.99)})
+    for _ in range(5):
+        saved["ema"].update_parameters(model)
+    restored = nn.ModuleDict({"ema": train.make_ema(nn.Linear(2, 2), 0.99)})
+    restored.load_state_dict(saved.state_dict())
+    assert restored["ema"].updates == 5 and restored["ema"].current_decay() == saved["ema"].current_decay()
+
+
+def test_weight_average_forgets_the_first_weights_of_a_short_run():
+    """300 steps at decay 0.999 (a 20-epoch run on the 4,068-image sample at batch 256): the untrained
+    first weights must not dominate the average; a plain EMA would still give them 0.999 ** 299 = 74 %."""
+    model = nn.Linear(1, 1, bias=False)
+    ema = train.make_ema(model, 0.999)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+        ema.update_parameters(model)  # the "untrained" weights
+        model.weight.fill_(1.0)
+        for _ in range(299):
+            ema.update_parameters(model)  # the trained ones
+    assert ema.module.weight.item() > 0.99
+    assert ema.current_decay() < 0.999 and train.make_ema(model, 0.5).current_decay() == pytest.approx(0.1)
 
 
 def test_resume_refuses_a_checkpoint_saved_with_other_settings(splits, tmp_path):
