@@ -63,6 +63,7 @@ def test_validation_runs_score_the_last_tenth_of_the_training_images_and_say_so(
     (["s8", "--workers", "-1"], "must be 0 (load in the main process) or more"),
     (["s8", "--set", "lr"], "--set takes field=value"),
     (["s8", "--set", "colour=red"], "unknown recipe field(s) colour"),
+    (["s8", "--set", "augment=crop_flip"], "unknown augment 'crop_flip'"),
     (["s8", "--cuda-graph", "--device", "cpu"], "--cuda-graph needs a CUDA GPU"),
 ])
 def test_bad_arguments_exit_with_one_line(args, message, capsys):

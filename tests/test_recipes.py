@@ -50,6 +50,26 @@ def test_unknown_fields_and_none_overrides():
     assert recipes.get_recipe("s9", "tuned", dropout=None).dropout == recipes.get_recipe("s9", "tuned").dropout
 
 
+@pytest.mark.parametrize("field, value, message", [
+    ("augment", "crop_flip", "unknown augment 'crop_flip'"),  # a typo would fail only after the data had loaded
+    ("ema_decay", 1.0, r"ema_decay must be in \(0, 1\)"),
+    ("ema_decay", 0, r"ema_decay must be in \(0, 1\)"),  # 0 used to switch the average off silently
+    ("label_smoothing", -0.5, r"label_smoothing must be in \[0, 1\)"),
+    ("pct_start", 1.0, r"pct_start must be in \(0, 1\)"),
+    ("weight_decay", -1e-4, r"weight_decay must be in \[0, inf\)"),
+    ("dropout", 1.0, r"dropout must be in \[0, 1\)"),
+    ("step_size", 0, "step_size must be a whole number of epochs, at least 1"),
+])
+def test_out_of_range_fields_are_refused_when_the_recipe_is_made(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        recipes.get_recipe("s8", "tuned", **{field: value})
+
+
+def test_the_augmentation_names_are_the_same_in_all_three_modules():
+    from helpers import data, device_data
+    assert recipes.AUGMENTATIONS == data.AUGMENTATIONS == tuple(device_data.PRESETS)
+
+
 @pytest.mark.parametrize("session", ["s8", "s9"])
 def test_tuned_recipes_fit_the_schedule_to_the_budget(session):
     recipe, opt, sched = _build(session, "tuned", epochs=20, steps=32)
