@@ -44,6 +44,7 @@ from helpers import recipes  # noqa: E402
 RESULTS = ROOT / "doc" / "results"
 DOC = ROOT / "doc"
 RUNS = ("s8-bn", "s8-ln", "s8-gn", "s9")
+EPOCHS = 20  # the results sections compare 20-epoch runs (the issues' budget)
 
 
 def run_name(config: dict) -> str:
@@ -105,12 +106,18 @@ def current(record: dict) -> bool:
     return select_recipes.made_with(c["recipe"], expected)
 
 
-def runs_of(records: list[dict], run: str, recipe: str, kind: str, loader: str | None = None) -> list[dict]:
-    """The records of ``run`` ("s9", "s8-bn", ...) made with the current ``recipe`` on data ``kind``
-    (and ``loader``, when given)."""
-    return [r for r in records if run_name(r["config"]) == run and r["config"]["recipe"]["name"] == recipe
-            and data_kind(r["config"]) == kind and current(r)
+def counted(records: list[dict], kind: str, loader: str | None = None) -> list[dict]:
+    """The records a results section counts: data ``kind``, a recipe ``helpers.recipes`` holds now,
+    ``EPOCHS`` epochs, and ``loader`` when given (the loader comparison's albumentations runs of full
+    CIFAR-10 must not be averaged into the device loader's table, gains and figures)."""
+    return [r for r in records if data_kind(r["config"]) == kind and current(r) and r["epochs"] == EPOCHS
             and (loader is None or r["config"]["loader"] == loader)]
+
+
+def runs_of(records: list[dict], run: str, recipe: str, kind: str, loader: str | None = None) -> list[dict]:
+    """The counted records (``counted``) of ``run`` ("s9", "s8-bn", ...) made with ``recipe``."""
+    return [r for r in counted(records, kind, loader)
+            if run_name(r["config"]) == run and r["config"]["recipe"]["name"] == recipe]
 
 
 def _cell(values: list[float], where: str = "") -> str:
@@ -131,7 +138,7 @@ def results_table(records: list[dict], kind: str, loader: str | None = "device")
     """Final-epoch test accuracy per run and recipe (mean ± sd over seeds), current recipes only; each cell
     names its hardware when the table's runs come from more than one kind of machine."""
     lines = ["| run | seed recipe | tuned recipe | tuned: first epoch at >= 85 % (S9) |", "|---|---|---|---|"]
-    mixed = len({short_hardware(r["hardware"]) for r in records if data_kind(r["config"]) == kind and current(r)}) > 1
+    mixed = len({short_hardware(r["hardware"]) for r in counted(records, kind, loader)}) > 1
     for run in RUNS:
         cells, first85 = [], ""
         for name in recipes.RECIPES:
@@ -175,8 +182,9 @@ def earlier_table(records: list[dict], kind: str) -> str:
     return "Runs of earlier recipes (not counted above):\n\n" + "\n".join(lines)
 
 
-def provenance(records: list[dict], kind: str) -> str:
-    found = [r for r in records if data_kind(r["config"]) == kind and current(r)]
+def provenance(records: list[dict], kind: str, loader: str | None = None) -> str:
+    """One line: how many runs a results section counts, and their hardware, torch versions and dates."""
+    found = counted(records, kind, loader)
     # (records written before helpers.run.hardware_name said "1 thread" read "1 threads")
     hardware = sorted({r["hardware"].replace(", 1 threads)", ", 1 thread)") for r in found})
     torch_versions = sorted({r["torch"] for r in found})
@@ -267,13 +275,13 @@ def recipe_table() -> str:
     return "\n".join(lines)
 
 
-def gains(records: list[dict], kind: str) -> str:
+def gains(records: list[dict], kind: str, loader: str | None = None) -> str:
     """One line: tuned minus seed recipe, mean final test accuracy, for each run that has both."""
     parts = []
     for run in RUNS:
         means = {}
         for name in recipes.RECIPES:
-            found = [r["history"][-1]["test_acc"] for r in runs_of(records, run, name, kind)]
+            found = [r["history"][-1]["test_acc"] for r in runs_of(records, run, name, kind, loader)]
             if found:
                 means[name] = (statistics.fmean(found), len(found))
         if len(means) == 2:
@@ -366,14 +374,14 @@ def seed_figure(records: list[dict], path: Path) -> Path:
     return path
 
 
-def recipe_figures(records: list[dict], dest: Path = DOC) -> list[Path]:
-    """doc/recipes_<run>.png: test accuracy per epoch, seed vs tuned recipe (current recipes, full CIFAR-10),
-    the mean over seeds with the range between the lowest and highest seed shaded."""
+def recipe_figures(records: list[dict], dest: Path = DOC, loader: str = "device") -> list[Path]:
+    """doc/recipes_<run>.png: test accuracy per epoch, seed vs tuned recipe (the runs the full CIFAR-10
+    table counts), the mean over seeds with the range between the lowest and highest seed shaded."""
     paths = []
     for run in RUNS:
         fig, ax = plt.subplots(figsize=(6, 4))
         for name, colour in zip(recipes.RECIPES, ("tab:blue", "tab:orange")):
-            found = runs_of(records, run, name, "full")
+            found = runs_of(records, run, name, "full", loader)
             if not found:
                 continue
             n = min(len(r["history"]) for r in found)
@@ -446,8 +454,8 @@ def selection_summary(path: Path = RESULTS / "selection.json") -> str:
 
 def results_block(records: list[dict], kind: str, loader: str | None) -> str:
     """A README results section: where the runs come from, the table, the gains, the earlier recipes."""
-    return "\n\n".join(filter(None, [provenance(records, kind), results_table(records, kind, loader),
-                                      gains(records, kind), earlier_table(records, kind)]))
+    return "\n\n".join(filter(None, [provenance(records, kind, loader), results_table(records, kind, loader),
+                                      gains(records, kind, loader), earlier_table(records, kind)]))
 
 
 def replace_block(text: str, name: str, body: str) -> str:

@@ -20,12 +20,26 @@ def _plan_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(full_cifar, "RUNS", tmp_path / "runs-gpu")
 
 
-def _record(session, norm, recipe, seed, accs, kind="CIFAR-10: 50000 train / 10000 test images", loader="device"):
+def _record(session, norm, recipe, seed, accs, kind="CIFAR-10: 50000 train / 10000 test images", loader="device",
+            epochs=recipes_benchmark.EPOCHS):
+    """A run's record; its history holds only the epochs a test looks at (``accs``), its length is ``epochs``."""
     r = recipes.get_recipe(session, recipe, norm or "bn")
     history = [{"epoch": i + 1, "test_acc": a, "train_acc": a} for i, a in enumerate(accs)]
     return {"config": {"session": session, "norm": norm, "recipe": r.as_dict(), "seed": seed, "loader": loader,
-                       "data": kind}, "history": history, "epochs": len(accs), "final_test_acc": accs[-1],
+                       "data": kind}, "history": history, "epochs": epochs, "final_test_acc": accs[-1],
             "hardware": "GPU X", "torch": "2.x", "date": "2026-11-27"}
+
+
+def test_the_full_results_count_only_the_device_loaders_20_epoch_runs(tmp_path):
+    device = [_record("s9", None, name, 1, [acc]) for name, acc in (("seed", 80.0), ("tuned", 86.0))]
+    others = [_record("s9", None, "tuned", 2, [70.0], loader="albumentations"),  # the loader comparison's runs
+              _record("s9", None, "tuned", 3, [60.0], epochs=10)]                 # a shorter run
+    block = recipes_benchmark.results_block(device + others, "full", "device")
+    assert block.startswith("2 runs;") and "| s9 | 80.00 % (1 seed) | 86.00 % (1 seed) |" in block
+    assert "s9 +6.00 points (1 vs 1 seeds)" in block
+    runs = lambda loader: recipes_benchmark.runs_of(device + others, "s9", "tuned", "full", loader)  # noqa: E731
+    assert [r["final_test_acc"] for r in runs("device")] == [86.0]
+    assert [r["final_test_acc"] for r in runs("albumentations")] == [70.0]
 
 
 def test_results_table_leads_with_final_accuracy_over_seeds_and_skips_other_recipes():
@@ -138,7 +152,7 @@ def test_report_rewrites_only_the_marked_blocks(tmp_path):
     s9_seed = _record("s9", None, "seed", 2, [a - 1.0 for a in select_recipes.S9_PUBLISHED_TEST_ACC])
     (run_dir.parent / "c" / "run.json").write_text(json.dumps(s9_seed))
     assert sorted(p.name for p in recipes_benchmark.collect([tmp_path / "runs"], dest)) == \
-        ["full-s8-bn-seed-device-seed1-e2.json", "full-s8-bn-tuned-device-seed1-e2.json",
+        ["full-s8-bn-seed-device-seed1-e20.json", "full-s8-bn-tuned-device-seed1-e20.json",
          "full-s9-seed-device-seed2-e20.json"]
     readme, tuning, figures = tmp_path / "README.md", tmp_path / "tuning.md", tmp_path / "figures"
     blocks = "".join(f"<!-- results:{b} -->\nold\n<!-- /results:{b} -->\n"
