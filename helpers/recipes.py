@@ -14,7 +14,7 @@ session_9; doc/tuning.md quotes the code):
 
 ``tuned`` fits the schedule to the epoch budget instead of waiting for a plateau: OneCycle
 (linear warm-up, then cosine annealing to ~0) at a constant momentum, Nesterov, weight decay,
-label smoothing and flip test-time augmentation. Its values were chosen on a validation split
+label smoothing where it won (not for S8-BN) and flip test-time augmentation. Its values were chosen on a validation split
 of the training images on full CIFAR-10 (doc/tuning.md); LayerNorm and GroupNorm get their
 own learning rate (``get_recipe(..., norm=...)``). Needs only torch.
 """

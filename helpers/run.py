@@ -407,8 +407,11 @@ def main(argv: list[str] | None = None) -> float:
     except (data.CifarDataError, train.NonFiniteLossError, train.CheckpointMismatchError) as e:
         sys.exit(f"error: {e}")
     except KeyboardInterrupt:
-        print(f"interrupted: the last completed epoch is saved in {out}; rerun with --resume to continue",
-              file=sys.stderr)
+        if (out / "checkpoint.pt").exists():
+            print(f"interrupted: the last completed epoch is saved in {out}; rerun with --resume to continue",
+                  file=sys.stderr)
+        else:
+            print("interrupted before the first epoch ended: nothing was saved", file=sys.stderr)
         sys.exit(130)
     write_figures(result, out, _title(args.command, norm, recipe.name))
     history = result.history

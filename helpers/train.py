@@ -16,7 +16,7 @@ states, history) and ``history.json`` after every epoch, atomically: an interrup
 its last completed epoch, and ``resume=True`` continues it to the same result as an
 uninterrupted run. A ``config`` (plain data describing the run: recipe, data, seed) is saved
 with the checkpoint, and resuming refuses a checkpoint saved with a different one. Needs only
-torch and tqdm.
+torch, numpy (whose RNG state the checkpoint keeps) and tqdm.
 """
 
 from __future__ import annotations
@@ -462,7 +462,10 @@ def fit(model: nn.Module, train_loader: Iterable, test_loader: Iterable, optimiz
                 save_history(history, hist_path)
     except KeyboardInterrupt:
         if verbose:
-            kept = f"; epoch {len(history)} is saved in {out_dir}, continue with resume" if ckpt else ""
+            kept = ""
+            if ckpt:
+                kept = (f"; epoch {len(history)} is saved in {out_dir}, continue with resume" if history
+                        else "; no epoch had completed, nothing is saved")
             print(f"interrupted during epoch {epoch}{kept}")
         raise
     except NonFiniteLossError as e:

@@ -145,3 +145,18 @@ def test_figures_command_redraws_a_finished_run(tmp_path):
     assert (out / "curves.png").is_file() and (out / "confusion.png").is_file()
     missing = _cli("figures", str(tmp_path / "nothing"), cwd=tmp_path)
     assert missing.returncode == 1 and missing.stderr.strip().startswith("error:") and "Traceback" not in missing.stderr
+
+
+def test_ctrl_c_says_whether_an_epoch_was_saved(tmp_path, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run, "train_course_net", interrupted)
+    out = tmp_path / "out"
+    for saved, message in ((False, "nothing was saved"), (True, "rerun with --resume to continue")):
+        if saved:
+            out.mkdir()
+            (out / "checkpoint.pt").write_bytes(b"an epoch")
+        with pytest.raises(SystemExit) as exit_:
+            run.main(["s8", "--smoke", "--out", str(out), "--no-progress"])
+        assert exit_.value.code == 130 and message in capsys.readouterr().err

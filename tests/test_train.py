@@ -124,25 +124,26 @@ def test_channels_last_is_a_layout_change_only(splits):
     assert plain[0]["test_acc"] == pytest.approx(history[0]["test_acc"], abs=2.0)
 
 
+class StopAfter:
+    """Wraps a loader and raises KeyboardInterrupt in the middle of epoch ``stop``."""
+
+    def __init__(self, loader, stop):
+        self.loader, self.stop, self.epoch = loader, stop, 0
+        self.sampler, self.dataset = loader.sampler, loader.dataset
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __iter__(self):
+        self.epoch += 1
+        for i, batch in enumerate(self.loader):
+            if self.epoch == self.stop and i == 2:
+                raise KeyboardInterrupt
+            yield batch
+
+
 def test_interrupted_then_resumed_run_ends_like_an_uninterrupted_one(splits, tmp_path):
     full, *_ = _run(splits, 3, "step", out_dir=tmp_path / "full")
-
-    class StopAfter:
-        """Wraps a loader and raises KeyboardInterrupt in the middle of epoch ``stop``."""
-
-        def __init__(self, loader, stop):
-            self.loader, self.stop, self.epoch = loader, stop, 0
-            self.sampler, self.dataset = loader.sampler, loader.dataset
-
-        def __len__(self):
-            return len(self.loader)
-
-        def __iter__(self):
-            self.epoch += 1
-            for i, batch in enumerate(self.loader):
-                if self.epoch == self.stop and i == 2:
-                    raise KeyboardInterrupt
-                yield batch
 
     out = tmp_path / "run"
     train.set_seed(0)
@@ -273,6 +274,26 @@ def test_weight_average_forgets_the_first_weights_of_a_short_run():
             ema.update_parameters(model)  # the trained ones
     assert ema.module.weight.item() > 0.99
     assert ema.current_decay() < 0.999 and train.make_ema(model, 0.5).current_decay() == pytest.approx(0.1)
+
+
+def test_a_resumed_run_with_a_weight_average_ends_like_an_uninterrupted_one(splits, tmp_path):
+    full, full_model, *_ = _run(splits, 2, ema_decay=0.9, out_dir=tmp_path / "full")
+    _run(splits, 1, ema_decay=0.9, out_dir=tmp_path / "part")
+    resumed, resumed_model, *_ = _run(splits, 2, ema_decay=0.9, out_dir=tmp_path / "part", resume=True)
+    assert _metrics(resumed) == _metrics(full)  # the average went on from its saved weights and step count
+    for key, value in full_model.state_dict().items():
+        assert torch.equal(resumed_model.state_dict()[key], value), key
+
+
+def test_an_interrupt_before_the_first_epoch_ends_claims_no_saved_epoch(splits, tmp_path, capsys):
+    train_loader, test_loader = _loaders(splits, n_train=256)
+    model = models.S8("bn")
+    with pytest.raises(KeyboardInterrupt):
+        train.fit(model, StopAfter(train_loader, 1), test_loader, torch.optim.SGD(model.parameters(), 0.01),
+                  epochs=2, out_dir=tmp_path, progress=False, verbose=True)
+    said = capsys.readouterr().out
+    assert "interrupted during epoch 1; no epoch had completed, nothing is saved" in said
+    assert not (tmp_path / "checkpoint.pt").exists()
 
 
 def test_resume_refuses_a_checkpoint_saved_with_other_settings(splits, tmp_path):
