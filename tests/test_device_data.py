@@ -49,10 +49,22 @@ def test_shift_stays_within_6_25_percent_and_goes_both_ways():
     assert abs(cx.mean()) < 0.1 and abs(cy.mean()) < 0.1
 
 
-def test_rotation_and_scale_keep_the_image_centred_and_vary():
-    x = torch.rand(64, 3, 32, 32)
-    out = augment_batch(x, _generator(4), p_flip=0.0, p_affine=1.0, p_cutout=0.0, shift=0.0)
-    assert out.shape == x.shape and not torch.allclose(out, x)
+def test_scale_rotate_then_shift_moves_a_dot_where_the_drawn_numbers_say():
+    n, size, centre = 500, 32, 15.5
+    x = torch.zeros(n, 3, size, size)
+    x[:, :, 15:17, 23:25] = 1.0                       # a dot 8 pixels right of the centre (column 23.5, row 15.5)
+    out = augment_batch(x, _generator(7), p_flip=0.0, p_affine=1.0, p_cutout=0.0, shift=0.0625, scale=0.1, rotate=15.0)
+    r = torch.rand(n, 9, generator=_generator(7))     # the same numbers augment_batch drew (columns 2-5)
+    angle, s = torch.deg2rad(-15 + 30 * r[:, 2]), 0.9 + 0.2 * r[:, 3]
+    tx, ty = (-0.0625 + 0.125 * r[:, 4]) * size, (-0.0625 + 0.125 * r[:, 5]) * size
+    expected_x = centre + s * 8 * torch.cos(angle) + tx  # scaled and rotated about the centre, then shifted
+    expected_y = centre + s * 8 * torch.sin(angle) + ty  # (rows grow downwards: a positive angle turns clockwise)
+    w = out[:, 0]
+    coords = torch.arange(size, dtype=torch.float32)
+    cx = (w.sum(1) * coords).sum(1) / w.sum((1, 2))
+    cy = (w.sum(2) * coords).sum(1) / w.sum((1, 2))
+    assert (cx - expected_x).abs().max() < 0.15 and (cy - expected_y).abs().max() < 0.15  # pixels
+    assert (expected_y - centre).abs().max() > 3      # the rotation really moved the dot off its row
     assert out.min() >= 0 and out.max() <= 1
 
 
