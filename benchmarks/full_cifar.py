@@ -224,7 +224,7 @@ def tune_jobs(records: list[dict], epochs: int, smoke: bool = False, cuda_graph:
     """The candidates on the validation split and the seed documents' readings, the long S9 runs first."""
     specs = []
     for key, candidates in sel.CANDIDATES.items():
-        session, norm = ("s9", None) if key == "s9" else ("s8", key[3:])
+        session, norm = sel.session_and_norm(key)
         specs += [(f"tune/{key}-{sel.candidate_name(c)}", session, norm, "tuned", 1, c, True, "device")
                   for c in candidates]
     specs += [(f"read/s9-{sel.candidate_name(r)}-s1", "s9", None, "seed", 1, r, False, "device")

@@ -39,16 +39,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from benchmarks import select_recipes  # noqa: E402
+from benchmarks.select_recipes import run_key  # noqa: E402
 from helpers import recipes  # noqa: E402
 
 RESULTS = ROOT / "doc" / "results"
 DOC = ROOT / "doc"
 RUNS = ("s8-bn", "s8-ln", "s8-gn", "s9")
 EPOCHS = 20  # the results sections compare 20-epoch runs (the issues' budget)
-
-
-def run_name(config: dict) -> str:
-    return f"s8-{config['norm']}" if config["session"] == "s8" else "s9"
 
 
 def data_kind(config: dict) -> str:
@@ -84,7 +81,7 @@ def collect(folders: list[Path], dest: Path = RESULTS) -> list[Path]:
             c = record["config"]
             named = data_kind(c) == "validation" or path.parent.parent.name == "read" or "=" in path.parent.name
             extra = "-" + path.parent.name if named else ""
-            target = dest / (f"{data_kind(c)}-{run_name(c)}-{c['recipe']['name']}-{c['loader']}{extra}"
+            target = dest / (f"{data_kind(c)}-{run_key(c)}-{c['recipe']['name']}-{c['loader']}{extra}"
                              f"-seed{c['seed']}-e{record['epochs']}.json")
             if target.exists() and json.loads(target.read_text())["config"]["recipe"] != c["recipe"]:
                 digest = hashlib.sha1(json.dumps(c["recipe"], sort_keys=True).encode()).hexdigest()[:8]
@@ -117,7 +114,7 @@ def counted(records: list[dict], kind: str, loader: str | None = None) -> list[d
 def runs_of(records: list[dict], run: str, recipe: str, kind: str, loader: str | None = None) -> list[dict]:
     """The counted records (``counted``) of ``run`` ("s9", "s8-bn", ...) made with ``recipe``."""
     return [r for r in counted(records, kind, loader)
-            if run_name(r["config"]) == run and r["config"]["recipe"]["name"] == recipe]
+            if run_key(r["config"]) == run and r["config"]["recipe"]["name"] == recipe]
 
 
 def _cell(values: list[float], where: str = "") -> str:
@@ -167,7 +164,7 @@ def earlier_table(records: list[dict], kind: str) -> str:
     for r in records:
         c = r["config"]
         if data_kind(c) == kind and not current(r):
-            key = [run_name(c), c["recipe"], c["loader"], short_hardware(r["hardware"])]
+            key = [run_key(c), c["recipe"], c["loader"], short_hardware(r["hardware"])]
             groups.setdefault(json.dumps(key, sort_keys=True), []).append(r)
     if not groups:
         return ""
@@ -177,7 +174,7 @@ def earlier_table(records: list[dict], kind: str) -> str:
         found = groups[key]
         c = found[0]["config"]
         seeds = ", ".join(str(r["config"]["seed"]) for r in sorted(found, key=lambda r: r["config"]["seed"]))
-        lines.append(f"| {run_name(c)} | {c['recipe']['name']} | {c['loader']} | {short_hardware(found[0]['hardware'])} "
+        lines.append(f"| {run_key(c)} | {c['recipe']['name']} | {c['loader']} | {short_hardware(found[0]['hardware'])} "
                      f"| {changed_since(c)} | {_cell([r['history'][-1]['test_acc'] for r in found])} | {seeds} |")
     return "Runs of earlier recipes (not counted above):\n\n" + "\n".join(lines)
 
@@ -202,7 +199,7 @@ def tuning_table(records: list[dict]) -> str:
         if data_kind(c) != "validation":
             continue
         settings = changed_since(c) or "as the tuned recipe"
-        lines.append(f"| {run_name(c)} | {settings} | {r['history'][-1]['test_acc']:.2f} % | "
+        lines.append(f"| {run_key(c)} | {settings} | {r['history'][-1]['test_acc']:.2f} % | "
                      f"{short_hardware(r['hardware'])} |")
     return "\n".join(lines)
 
@@ -343,7 +340,7 @@ def s8_seed_evidence(records: list[dict]) -> str:
              f"epochs. Our S8 seed-recipe runs (full CIFAR-10, the recipe as it is now):", "",
              f"| norm | seed | first epoch at >= {S8_SEED_CLAIM:g} % | final test accuracy | hardware |",
              "|---|---|---|---|---|"]
-    for r in sorted(runs, key=lambda r: (RUNS.index(run_name(r["config"])), r["config"]["seed"])):
+    for r in sorted(runs, key=lambda r: (RUNS.index(run_key(r["config"])), r["config"]["seed"])):
         first = next((e["epoch"] for e in r["history"][:20] if e["test_acc"] >= S8_SEED_CLAIM), None)
         lines.append(f"| {r['config']['norm']} | {r['config']['seed']} | {first or 'never'} | "
                      f"{r['history'][19]['test_acc']:.2f} % | {short_hardware(r['hardware'])} |")
@@ -500,7 +497,7 @@ def run_sample(data_root: str | None, runs: list[str], seeds: list[int], epochs:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "NO_ALBUMENTATIONS_UPDATE": "1"}
     todo = []
     for run in runs:
-        session, norm = ("s9", None) if run == "s9" else ("s8", run[3:])
+        session, norm = select_recipes.session_and_norm(run)
         for seed in seeds:
             for name in names:
                 changed = tuple(settings) if name == "tuned" else ()

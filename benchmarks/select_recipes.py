@@ -102,7 +102,13 @@ def load_runs(*folders: Path) -> list[dict]:
 
 
 def run_key(config: dict) -> str:
+    """The run a config belongs to: "s8-bn", "s8-ln", "s8-gn" or "s9"."""
     return f"s8-{config['norm']}" if config["session"] == "s8" else "s9"
+
+
+def session_and_norm(key: str) -> tuple[str, str | None]:
+    """The other way: "s8-ln" -> ("s8", "ln"), "s9" -> ("s9", None)."""
+    return ("s9", None) if key == "s9" else ("s8", key.removeprefix("s8-"))
 
 
 def made_with(recipe: dict, expected: recipes.Recipe) -> bool:
@@ -147,7 +153,8 @@ def choose_tuned(runs: list[dict], epochs: int = 20) -> dict:
     holds the ``scores`` of all candidates and the ``base`` recipe the candidates change."""
     chosen = {}
     for key, candidates in CANDIDATES.items():
-        session, norm = ("s9", "bn") if key == "s9" else ("s8", key[3:])
+        session, norm = session_and_norm(key)
+        norm = norm or "bn"
         base = recipes.recipe_with_settings(session, "tuned", norm, {})
         scores = []
         for overrides in candidates:
