@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from helpers import run, train  # noqa: E402
+from helpers import recipes, run, train  # noqa: E402
 
 CASES = ("s9/device", "s8/device", "s9/device/graph", "s8/device/graph", "s9/albumentations", "s8/albumentations")
 
@@ -57,7 +57,7 @@ class _Timer:
 
 
 def time_case(session: str, loader: str, epochs: int = 2, data_root: str | None = None, smoke: bool = False,
-              device: str = "auto", workers: int | None = None, recipe: str = "tuned",
+              device: str = "auto", workers: int | None = None, recipe: str | recipes.Recipe = "tuned",
               cuda_graph: bool = False, compile: bool = False) -> dict:
     """Warm-up epoch, then ``epochs`` timed epochs of one session and loader; seconds and images/s.
     ``cuda_graph`` replays the training steps as CUDA graphs (captured in the warm-up epoch);

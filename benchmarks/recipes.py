@@ -92,6 +92,7 @@ def collect(folders: list[Path], dest: Path = RESULTS) -> list[Path]:
 
 
 def load(dest: Path = RESULTS) -> list[dict]:
+    """The run records in ``dest`` (doc/results/), by file name."""
     records = [json.loads(p.read_text()) for p in sorted(dest.glob("*.json"))]
     return [r for r in records if "config" in r and "history" in r]  # not gpu_speed.json or the selection
 

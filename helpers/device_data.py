@@ -33,7 +33,7 @@ torch and numpy.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -146,13 +146,15 @@ class DeviceLoader:
         self._std = torch.tensor(std, device=self.device, dtype=torch.float32).view(1, 3, 1, 1)
 
     def set_epoch(self, epoch: int) -> None:
+        """Draw epoch ``epoch``'s order and augmentation next (as ``DistributedSampler.set_epoch``)."""
         self.epoch = epoch
 
     def __len__(self) -> int:
         n = len(self.labels)
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Batches (images normalised and, for training, augmented; labels), all on the device."""
         n = len(self.labels)
         g = torch.Generator(device=self.device).manual_seed(self.seed * 1_000_003 + self.epoch)
         order = torch.randperm(n, device=self.device, generator=g) if self.train else torch.arange(n, device=self.device)

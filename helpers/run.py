@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Iterable
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
@@ -69,7 +70,7 @@ def load_splits(data_root: str | os.PathLike | None, validation: bool = False):
 
 def make_loaders(recipe: recipes.Recipe, train_split: data.CifarSplit, test_split: data.CifarSplit,
                  mean, std, loader: str = "albumentations", device: torch.device | str = "cpu", seed: int = 1,
-                 workers: int | None = None):
+                 workers: int | None = None) -> tuple[Iterable, Iterable]:
     """Train and test loaders for ``recipe``: albumentations DataLoaders (the taught path) or, with
     ``loader="device"``, helpers.device_data loaders that keep the data and augmentation on ``device``.
     Training batches all have the recipe's batch size (the last partial batch is dropped)."""
@@ -289,6 +290,7 @@ EXAMPLES = """examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line: ``s8`` and ``s9`` train a session's network, ``figures`` redraws a run's figures."""
     fmt = argparse.RawDescriptionHelpFormatter
     p = argparse.ArgumentParser(prog="python -m helpers.run", description=__doc__.split("\n\n")[0],
                                 epilog=EXAMPLES, formatter_class=fmt)
