@@ -32,6 +32,18 @@ THRESHOLD_MODES = ("rel", "abs")
 # The training augmentations by name, as helpers.data.AUGMENTATIONS (and helpers.device_data.PRESETS) define
 # them; written out here so this module needs only torch (a test keeps the three in step).
 AUGMENTATIONS = ("s8", "s8-seed-code", "flip", "s9", "s9-seed-code", "s9-light", "crop-flip", "crop-flip-cutout")
+# What each numeric field may be (get_recipe refuses anything else in one line, before any data loads).
+FIELD_RANGES = {
+    "momentum": ("in [0, 1)", lambda v: v is not None and 0 <= v < 1),
+    "weight_decay": ("in [0, inf)", lambda v: v is not None and v >= 0),
+    "label_smoothing": ("in [0, 1)", lambda v: v is not None and 0 <= v < 1),
+    "pct_start": ("in (0, 1)", lambda v: v is not None and 0 < v < 1),
+    "gamma": ("in (0, inf)", lambda v: v is not None and v > 0),
+    "dropout": ("in [0, 1) or None", lambda v: v is None or 0 <= v < 1),
+    "ema_decay": ("in (0, 1) or None", lambda v: v is None or 0 < v < 1),
+    "step_size": ("a whole number of epochs, at least 1", lambda v: isinstance(v, int) and v >= 1),
+    "patience": ("a whole number of epochs, at least 0", lambda v: isinstance(v, int) and v >= 0),
+}
 
 
 @dataclass(frozen=True)
@@ -118,31 +130,12 @@ def get_recipe(session: str, name: str = "seed", norm: str = "bn", **overrides) 
         raise ValueError(f"unknown threshold_mode {recipe.threshold_mode!r}; choose rel or abs")
     if recipe.augment not in AUGMENTATIONS:
         raise ValueError(f"unknown augment {recipe.augment!r}; choose one of {', '.join(AUGMENTATIONS)}")
-    _check_range(recipe, "momentum", 0.0, 1.0, high_ok=False)
-    _check_range(recipe, "weight_decay", 0.0, None)
-    _check_range(recipe, "label_smoothing", 0.0, 1.0, high_ok=False)
-    _check_range(recipe, "pct_start", 0.0, 1.0, low_ok=False, high_ok=False)
-    _check_range(recipe, "gamma", 0.0, None, low_ok=False)
-    _check_range(recipe, "dropout", 0.0, 1.0, high_ok=False)
-    _check_range(recipe, "ema_decay", 0.0, 1.0, low_ok=False, high_ok=False)
-    for name in ("step_size", "patience"):
-        if not isinstance(getattr(recipe, name), int) or getattr(recipe, name) < (1 if name == "step_size" else 0):
-            raise ValueError(f"{name} must be a whole number of epochs, at least {1 if name == 'step_size' else 0}")
+    for field, (allowed, fine) in FIELD_RANGES.items():
+        value = getattr(recipe, field)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not ((number or value is None) and fine(value)):
+            raise ValueError(f"{field} must be {allowed}, got {value!r}")
     return recipe
-
-
-def _check_range(recipe: Recipe, name: str, low: float, high: float | None,
-                 low_ok: bool = True, high_ok: bool = True) -> None:
-    """Raise a one-line ValueError unless the field ``name`` (if not None) lies between low and high."""
-    value = getattr(recipe, name)
-    if value is None and name in ("dropout", "ema_decay"):
-        return
-    fine = isinstance(value, (int, float)) and not isinstance(value, bool) and (value >= low if low_ok else value > low)
-    if fine and high is not None:
-        fine = value <= high if high_ok else value < high
-    if not fine:
-        bounds = f"{'[' if low_ok else '('}{low:g}, {'inf)' if high is None else f'{high:g}' + (']' if high_ok else ')')}"
-        raise ValueError(f"{name} must be in {bounds}, got {value!r}")
 
 
 def recipe_with_settings(session: str, name: str, norm: str, settings: dict) -> Recipe:
