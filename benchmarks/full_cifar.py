@@ -179,7 +179,7 @@ def _plan(specs: list[tuple], records: list[dict], epochs: int, smoke: bool, cud
     of the ``runs`` named ("s8-bn", ..., "s9"; default all)."""
     jobs, planned = [], []
     for name, session, norm, recipe_name, seed, overrides, validation, loader in specs:
-        if runs is not None and (f"s8-{norm}" if session == "s8" else "s9") not in runs:
+        if runs is not None and sel.run_key({"session": session, "norm": norm}) not in runs:
             continue
         recipe = recipes.recipe_with_settings(session, recipe_name, norm or "bn", overrides)
         data = VALIDATION if validation else FULL
