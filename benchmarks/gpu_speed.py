@@ -80,7 +80,8 @@ def time_case(session: str, loader: str, epochs: int = 2, data_root: str | None 
                                   p.scheduler if train.steps_per_batch(p.scheduler) else None,
                                   p.recipe.label_smoothing, ema, amp=p.amp, progress=False, loss_fn=loss_fn)
         with _Timer(p.device) as t_eval:
-            train.evaluate(ema if ema is not None else p.model, p.test_loader, p.device, tta=p.recipe.tta, amp=p.amp)
+            train.evaluate(ema if ema is not None else p.model, p.test_loader, p.device, tta=p.recipe.tta, amp=p.amp,
+                           tta_shift=p.recipe.tta_shift)
         if epoch == 1:
             warmup = time.perf_counter() - t_epoch
         else:

@@ -43,6 +43,7 @@ FIELD_RANGES = {
     "ema_decay": ("in (0, 1) or None", lambda v: v is None or 0 < v < 1),
     "step_size": ("a whole number of epochs, at least 1", lambda v: isinstance(v, int) and v >= 1),
     "patience": ("a whole number of epochs, at least 0", lambda v: isinstance(v, int) and v >= 0),
+    "tta_shift": ("a whole number of pixels from 0 to 4", lambda v: isinstance(v, int) and 0 <= v <= 4),
 }
 
 
@@ -66,6 +67,7 @@ class Recipe:
     dropout: float | None = None     # the network's dropout rate; None = its default (S8 0.02, S9 0.05)
     ema_decay: float | None = None   # exponential moving average of weights; None = off
     tta: bool = False                # average predictions of each test image and its flip
+    tta_shift: int = 0               # ... and of the image moved this many pixels each way (0 = off)
 
     def as_dict(self) -> dict:
         return asdict(self)

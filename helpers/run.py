@@ -207,7 +207,7 @@ def train_course_net(session: str, norm: str = "bn", recipe: str | recipes.Recip
     history = train.fit(p.model, p.train_loader, p.test_loader, p.optimizer, p.scheduler, epochs, p.device,
                         label_smoothing=p.recipe.label_smoothing, ema_decay=p.recipe.ema_decay, tta=p.recipe.tta,
                         amp=p.amp, out_dir=None if out is None else str(out), resume=resume, progress=progress,
-                        verbose=verbose, config=p.config, cuda_graph=p.cuda_graph)
+                        verbose=verbose, config=p.config, cuda_graph=p.cuda_graph, tta_shift=p.recipe.tta_shift)
     result = RunResult(**vars(p), history=history, out=None if out is None else Path(out),
                        seconds=time.perf_counter() - start)
     if out is not None:
@@ -225,10 +225,16 @@ def save_run(result: RunResult, path: Path) -> None:
     path.write_text(json.dumps(record, indent=1))
 
 
+def predict_test(result: RunResult) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probabilities and labels of a trained run's test images, scored as its history scored them
+    (the recipe's test-time augmentation, the run's autocast)."""
+    return train.predict(result.model, result.test_loader, result.device, tta=result.recipe.tta, amp=result.amp,
+                         tta_shift=result.recipe.tta_shift)
+
+
 def write_figures(result: RunResult, out: Path, title: str) -> list[Path]:
     """curves.png, lr.png, misclassified.png and confusion.png of a trained run, from its final weights."""
-    log_probs, labels = train.predict(result.model, result.test_loader, result.device, tta=result.recipe.tta,
-                                      amp=result.amp)
+    log_probs, labels = predict_test(result)
     wrong = train.misclassified(log_probs, labels, 20)
     classes = result.test_split.classes
     paths = [out / name for name in ("curves.png", "lr.png", "misclassified.png", "confusion.png")]

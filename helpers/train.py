@@ -202,20 +202,43 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
     return nll_sum.item() / seen, 100.0 * correct.item() / seen
 
 
+def tta_log_probs(model: nn.Module, x: torch.Tensor, flip: bool = True, shift: int = 0) -> torch.Tensor:
+    """Log of the class probabilities of the batch ``x`` averaged over test-time views (float32).
+
+    The views: each image, its mirror image (``flip``) and, with ``shift`` > 0, the image moved
+    ``shift`` pixels down-right and up-left (reflect-padded, as the crop-flip training augmentation
+    pads), with their mirror images. The unshifted views weigh half, the shifted ones the other half,
+    as in KellerJordan/cifar10-airbench. ``model`` must return log-probabilities.
+    """
+    def with_mirror_image(images: torch.Tensor) -> torch.Tensor:
+        log_probs = model(images).float()
+        if flip:
+            log_probs = torch.logaddexp(log_probs, model(torch.flip(images, dims=[3])).float()) - math.log(2.0)
+        return log_probs
+
+    log_probs = with_mirror_image(x)
+    if shift:
+        padded = F.pad(x, (shift,) * 4, mode="reflect")
+        h, w = x.shape[-2:]
+        moved_down_right, moved_up_left = padded[..., :h, :w], padded[..., 2 * shift:, 2 * shift:]
+        log_probs = torch.logsumexp(torch.stack([log_probs + math.log(0.5),
+                                                 with_mirror_image(moved_down_right) + math.log(0.25),
+                                                 with_mirror_image(moved_up_left) + math.log(0.25)]), dim=0)
+    return log_probs
+
+
 @torch.no_grad()
 def predict(model: nn.Module, loader: Iterable, device: torch.device, tta: bool = False,
-            amp: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+            amp: bool = False, tta_shift: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probabilities and labels of a whole loader (on the CPU). ``tta`` averages the
-    probabilities of each image and its horizontal flip."""
+    probabilities of each image and its horizontal flip, ``tta_shift`` also those of the image
+    shifted by that many pixels (``tta_log_probs``)."""
     model.eval()
     outs, labels = [], []
     for x, y in loader:
         x = x.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            log_probs = model(x).float()
-            if tta:
-                flipped = model(torch.flip(x, dims=[3])).float()
-                log_probs = torch.logaddexp(log_probs, flipped) - math.log(2.0)
+            log_probs = tta_log_probs(model, x, tta, tta_shift)
         outs.append(log_probs)  # stays on the device: one copy at the end, not one wait per batch
         labels.append(y)
     if not outs:
@@ -224,9 +247,9 @@ def predict(model: nn.Module, loader: Iterable, device: torch.device, tta: bool 
 
 
 def evaluate(model: nn.Module, loader: Iterable, device: torch.device, tta: bool = False,
-             amp: bool = False) -> tuple[float, float]:
-    """Mean NLL per sample and accuracy (%) on ``loader``."""
-    log_probs, labels = predict(model, loader, device, tta, amp)
+             amp: bool = False, tta_shift: int = 0) -> tuple[float, float]:
+    """Mean NLL per sample and accuracy (%) on ``loader`` (``tta``, ``tta_shift``: see ``predict``)."""
+    log_probs, labels = predict(model, loader, device, tta, amp, tta_shift)
     if len(labels) == 0:
         raise ValueError("the evaluation loader is empty")
     loss = F.nll_loss(log_probs, labels, reduction="sum").item() / len(labels)
@@ -358,13 +381,17 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
 def config_changes(saved: dict | None, config: dict | None) -> list[str]:
     """The settings that differ between a checkpoint's config and this run's, as "key: old -> new".
 
-    Nested dicts (a recipe) are compared key by key; a side without a config matches anything.
+    Nested dicts (a recipe) are compared key by key; a side without a config matches anything, and
+    a setting added since the checkpoint was saved matches it while the setting is off (None,
+    False or 0), so adding a setting to the code does not strand the runs saved before.
     """
     if saved is None or config is None:
         return []
     changes = []
     for key in sorted(set(saved) | set(config)):
         old, new = saved.get(key), config.get(key)
+        if key not in saved and not isinstance(new, dict) and not new:
+            continue
         if isinstance(old, dict) and isinstance(new, dict):
             changes += [f"{key}.{change}" for change in config_changes(old, new)]
         elif old != new:
@@ -392,12 +419,13 @@ def fit(model: nn.Module, train_loader: Iterable, test_loader: Iterable, optimiz
         scheduler=None, epochs: int = 20, device: torch.device | str = "cpu", label_smoothing: float = 0.0,
         ema_decay: float | None = None, tta: bool = False, amp: bool = False, out_dir: str | None = None,
         resume: bool = False, progress: bool = True, verbose: bool = True,
-        channels_last: bool = True, config: dict | None = None, cuda_graph: bool = False) -> list[dict]:
+        channels_last: bool = True, config: dict | None = None, cuda_graph: bool = False,
+        tta_shift: int = 0) -> list[dict]:
     """Train for ``epochs`` epochs and return the history (see the module docstring).
 
     ``ema_decay`` evaluates an exponential moving average of the weights, and the model ends
     holding those averaged weights, the ones the history scored. ``tta`` adds flip test-time
-    augmentation, ``amp`` uses bfloat16 autocast. With ``out_dir`` a checkpoint and
+    augmentation and ``tta_shift`` shifted views (``tta_log_probs``), ``amp`` uses bfloat16 autocast. With ``out_dir`` a checkpoint and
     ``history.json`` are written after each epoch; ``resume`` continues from them, and refuses
     (CheckpointMismatchError) a checkpoint whose saved ``config`` differs from this one.
     ``channels_last`` stores the model's weights as N,H,W,C on a CPU or CUDA device, which
@@ -446,7 +474,8 @@ def fit(model: nn.Module, train_loader: Iterable, test_loader: Iterable, optimiz
                                                     ema, amp, progress,
                                                     estimate_epochs=epochs - epoch + 1 if first else 0,
                                                     loss_fn=loss_fn)
-            test_loss, test_acc = evaluate(ema if ema is not None else model, test_loader, device, tta, amp)
+            test_loss, test_acc = evaluate(ema if ema is not None else model, test_loader, device, tta, amp,
+                                           tta_shift)
             seconds = time.perf_counter() - start  # evaluate read its results back: the device is done
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 scheduler.step(test_loss)

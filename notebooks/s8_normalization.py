@@ -473,14 +473,14 @@ for label, bn_training_mode in (("BN", True), ("BN", False), ("LN", True), ("GN"
 #
 # ## 8. Misclassified images
 #
-# `helpers.train.predict` returns the log-probabilities of the whole test set (with the
-# recipe's flip test-time augmentation, if it uses one) and `helpers.train.misclassified` the
-# first wrong predictions in test-set order, titled "true -> predicted".
+# `helpers.run.predict_test` returns the log-probabilities of the whole test set, scored as the
+# history scored it (with the recipe's test-time augmentation, if it uses one), and
+# `helpers.train.misclassified` the first wrong predictions in test-set order, titled
+# "true -> predicted".
 
 # %% tags=["nbval-ignore-output"]
 for label, result in results.items():
-    log_probs, labels = train.predict(result.model, result.test_loader, result.device,
-                                      tta=result.recipe.tta, amp=result.amp)
+    log_probs, labels = run.predict_test(result)
     wrong = train.misclassified(log_probs, labels, n=10)
     plots.show_misclassified(result.test_split.images[[i for i, _, _ in wrong]], [t for _, t, _ in wrong],
                              [p for _, _, p in wrong], classes,

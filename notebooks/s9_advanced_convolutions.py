@@ -440,12 +440,11 @@ plots.plot_history(runs, title="S9: the two recipes");
 # %% [markdown]
 # ### Misclassified test images and the confusion matrix
 #
-# `helpers.train.predict` returns the log-probabilities of the whole test set (with the
-# recipe's flip test-time augmentation, if it uses one).
+# `helpers.run.predict_test` returns the log-probabilities of the whole test set, scored as the
+# history scored it (with the recipe's test-time augmentation, if it uses one).
 
 # %% tags=["nbval-ignore-output"]
-log_probs, labels = train.predict(result.model, result.test_loader, result.device,
-                                  tta=result.recipe.tta, amp=result.amp)
+log_probs, labels = run.predict_test(result)
 predicted = log_probs.argmax(1)
 wrong = train.misclassified(log_probs, labels, n=20)
 plots.show_misclassified(result.test_split.images[[i for i, _, _ in wrong]], [t for _, t, _ in wrong],

@@ -59,6 +59,8 @@ def test_unknown_fields_and_none_overrides():
     ("weight_decay", -1e-4, r"weight_decay must be in \[0, inf\)"),
     ("dropout", 1.0, r"dropout must be in \[0, 1\)"),
     ("step_size", 0, "step_size must be a whole number of epochs, at least 1"),
+    ("tta_shift", 16, "tta_shift must be a whole number of pixels from 0 to 4"),
+    ("tta_shift", 1.5, "tta_shift must be a whole number of pixels from 0 to 4"),
 ])
 def test_out_of_range_fields_are_refused_when_the_recipe_is_made(field, value, message):
     with pytest.raises(ValueError, match=message):

@@ -206,6 +206,47 @@ def test_ema_and_tta_options_run_and_the_model_ends_with_the_scored_weights(spli
     assert any(not torch.equal(model.state_dict()[k], v) for k, v in raw.items()), "still the raw weights"
 
 
+class _PositionNet(nn.Module):
+    """A toy classifier that sees where things are (a linear map of every pixel): each view scores differently."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.linear = nn.Linear(3 * 8 * 8, 10)
+
+    def forward(self, x):
+        return F.log_softmax(self.linear(x.flatten(1)), dim=1)
+
+
+def test_tta_averages_the_probabilities_of_the_flips_and_shifts_with_airbenchs_weights():
+    model, x = _PositionNet(), torch.randn(5, 3, 8, 8)
+    probs = lambda images: model(images).exp()  # noqa: E731
+    flip = lambda images: torch.flip(images, dims=[3])  # noqa: E731
+    # shifted by hand: the pixel at (i, j) comes from (i - 1, j - 1) or (i + 1, j + 1), mirrored at the border
+    rows = torch.tensor([1, 0, 1, 2, 3, 4, 5, 6]), torch.tensor([1, 2, 3, 4, 5, 6, 7, 6])
+    down_right, up_left = (x[:, :, r][:, :, :, r] for r in rows)
+    with torch.no_grad():
+        assert torch.equal(train.tta_log_probs(model, x, flip=False), model(x))
+        # flips alone: exactly the formula of the runs made before shifts existed
+        assert torch.equal(train.tta_log_probs(model, x), torch.logaddexp(model(x), model(flip(x))) - math.log(2))
+        expected = (probs(x) / 4 + probs(flip(x)) / 4 + sum(probs(v) / 8 for v in
+                                                            (down_right, up_left, flip(down_right), flip(up_left))))
+        assert torch.allclose(train.tta_log_probs(model, x, shift=1).exp(), expected, atol=1e-6)
+        expected = probs(x) / 2 + probs(down_right) / 4 + probs(up_left) / 4
+        assert torch.allclose(train.tta_log_probs(model, x, flip=False, shift=1).exp(), expected, atol=1e-6)
+        assert not torch.allclose(train.tta_log_probs(model, x, shift=1), train.tta_log_probs(model, x), atol=1e-3)
+
+
+def test_fit_scores_with_shift_tta_when_asked(splits):
+    history, model, *_ = _run(splits, 1, tta=True, tta_shift=1)
+    _, test_loader = _loaders(splits, n_train=256)
+    log_probs, labels = train.predict(model, test_loader, torch.device("cpu"), tta=True, tta_shift=1)
+    assert history[-1]["test_loss"] == pytest.approx(-log_probs[torch.arange(len(labels)), labels].mean().item(),
+                                                     rel=1e-5)
+    flip_only, _ = train.predict(model, test_loader, torch.device("cpu"), tta=True)
+    assert (log_probs - flip_only).abs().max() > 1e-5  # the shifted views changed the scores (float eps ~2e-7)
+
+
 def test_weight_average_computes_what_torchs_averaged_model_computes():
     from torch.optim.swa_utils import AveragedModel
 
@@ -307,6 +348,10 @@ def test_resume_refuses_a_checkpoint_saved_with_other_settings(splits, tmp_path)
     assert resumed[0] == first[0] and len(resumed) == 2
     assert train.config_changes(None, config) == [] and train.config_changes(config, None) == []
     assert train.config_changes({"seed": 0}, {"seed": 1, "norm": "bn"}) == ["norm: None -> 'bn'", "seed: 0 -> 1"]
+    # a recipe field added to the code since the checkpoint was saved: at its off value it matches, else not
+    assert train.config_changes(config, {**config, "recipe": {**config["recipe"], "tta_shift": 0}}) == []
+    assert train.config_changes(config, {**config, "recipe": {**config["recipe"], "tta_shift": 1}}) == \
+        ["recipe.tta_shift: None -> 1"]
 
 
 def test_crafted_checkpoint_runs_no_code(tmp_path):
