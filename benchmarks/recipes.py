@@ -212,7 +212,7 @@ def speed_table(path: Path = RESULTS / "gpu_speed.json") -> str:
     lines = [f"{speed['hardware']}, torch {speed['torch']}, {speed['date']}; full CIFAR-10 (JPEG copy), the tuned "
              f"recipes as they were then (batch column), one run alone on the GPU, median of "
              f"{speed['epochs_timed']} epochs after a warm-up epoch, CUDA-event timing:", "",
-             "| session | loader | batch | train s/epoch | eval s (flip TTA) | epoch s | train images/s "
+             "| session | loader | batch | train s/epoch | eval s (the recipe's TTA) | epoch s | train images/s "
              "| warm-up epoch s |", "|---|---|---|---|---|---|---|---|"]
     for r in speed["rows"]:
         lines.append(f"| {r['session']} | {r['loader']}{' + CUDA graphs' if r.get('cuda_graph') else ''}"
