@@ -9,7 +9,7 @@
 Each case is prepared by helpers.run.prepare_run (the wiring every run uses) with the tuned
 recipe, then timed epoch by epoch: the first epoch is the warm-up (cuDNN autotuning, worker
 start-up), the next ``--epochs`` are timed with CUDA events around training and evaluation
-(the recipe's flip TTA included), or with the wall clock on a CPU. Run it alone on the GPU:
+(the recipe's test-time augmentation included), or with the wall clock on a CPU. Run it alone on the GPU:
 other jobs on the same device change the numbers.
 """
 
@@ -90,7 +90,7 @@ def time_case(session: str, loader: str, epochs: int = 2, data_root: str | None 
     train_s, eval_s = statistics.median(trains), statistics.median(evals)
     n_train = len(p.train_loader) * p.recipe.batch_size
     return {"session": session, "loader": loader, "cuda_graph": p.cuda_graph, "compile": compile,
-            "batch_size": p.recipe.batch_size,
+            "batch_size": p.recipe.batch_size, "tta": p.recipe.tta, "tta_shift": p.recipe.tta_shift,
             "amp": p.amp,
             "train_images": n_train, "test_images": len(p.test_split), "setup_s": round(setup, 2),
             "warmup_epoch_s": round(warmup, 2), "train_s": round(train_s, 3), "eval_s": round(eval_s, 3),
@@ -99,14 +99,16 @@ def time_case(session: str, loader: str, epochs: int = 2, data_root: str | None 
 
 
 def format_table(rows: list[dict]) -> str:
-    """Markdown table of the timed cases."""
-    lines = ["| session | loader | batch | train s/epoch | eval s (TTA) | epoch s | train images/s | warm-up epoch s |",
-             "|---|---|---|---|---|---|---|---|"]
+    """Markdown table of the timed cases (also the README's, through benchmarks/recipes.py)."""
+    lines = ["| session | loader | batch | train s/epoch | eval s (the recipe's TTA) | epoch s | train images/s "
+             "| warm-up epoch s |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['session']} | {r['loader']}{' + CUDA graphs' if r.get('cuda_graph') else ''}"
-                     f"{' + torch.compile' if r.get('compile') else ''} | "
-                     f"{r['batch_size']} | {r['train_s']:.2f} | {r['eval_s']:.2f} | "
-                     f"{r['epoch_s']:.2f} | {r['train_images_per_s']:,} | {r['warmup_epoch_s']:.1f} |")
+        case = (f"{r['loader']}{' + CUDA graphs' if r.get('cuda_graph') else ''}"
+                f"{' + torch.compile' if r.get('compile') else ''}"
+                f"{' (' + str(r['workers']) + ' workers)' if r.get('workers') else ''}")
+        shifts = f" (shifts {r['tta_shift']})" if r.get("tta_shift") else ""  # rows timed before shift TTA: none
+        lines.append(f"| {r['session']} | {case} | {r['batch_size']} | {r['train_s']:.2f} | {r['eval_s']:.2f}{shifts} "
+                     f"| {r['epoch_s']:.2f} | {r['train_images_per_s']:,} | {r['warmup_epoch_s']:.1f} |")
     return "\n".join(lines)
 
 

@@ -38,7 +38,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from benchmarks import select_recipes  # noqa: E402
+from benchmarks import gpu_speed, select_recipes  # noqa: E402
 from benchmarks.select_recipes import run_key  # noqa: E402
 from helpers import recipes  # noqa: E402
 
@@ -83,7 +83,8 @@ def collect(folders: list[Path], dest: Path = RESULTS) -> list[Path]:
             extra = "-" + path.parent.name if named else ""
             target = dest / (f"{data_kind(c)}-{run_key(c)}-{c['recipe']['name']}-{c['loader']}{extra}"
                              f"-seed{c['seed']}-e{record['epochs']}.json")
-            if target.exists() and json.loads(target.read_text())["config"]["recipe"] != c["recipe"]:
+            if target.exists() and not select_recipes.same_recipe(json.loads(target.read_text())["config"]["recipe"],
+                                                                  c["recipe"]):
                 digest = hashlib.sha1(json.dumps(c["recipe"], sort_keys=True).encode()).hexdigest()[:8]
                 target = target.with_name(f"{target.stem}-{digest}.json")
             target.write_text(json.dumps(record, indent=1))
@@ -165,7 +166,7 @@ def earlier_table(records: list[dict], kind: str) -> str:
     for r in records:
         c = r["config"]
         if data_kind(c) == kind and not current(r):
-            key = [run_key(c), c["recipe"], c["loader"], short_hardware(r["hardware"])]
+            key = [run_key(c), recipes.Recipe(**c["recipe"]).as_dict(), c["loader"], short_hardware(r["hardware"])]
             groups.setdefault(json.dumps(key, sort_keys=True), []).append(r)
     if not groups:
         return ""
@@ -212,14 +213,7 @@ def speed_table(path: Path = RESULTS / "gpu_speed.json") -> str:
     lines = [f"{speed['hardware']}, torch {speed['torch']}, {speed['date']}; full CIFAR-10 (JPEG copy), the tuned "
              f"recipes as they were then (batch column), one run alone on the GPU, median of "
              f"{speed['epochs_timed']} epochs after a warm-up epoch, CUDA-event timing:", "",
-             "| session | loader | batch | train s/epoch | eval s (the recipe's TTA) | epoch s | train images/s "
-             "| warm-up epoch s |", "|---|---|---|---|---|---|---|---|"]
-    for r in speed["rows"]:
-        lines.append(f"| {r['session']} | {r['loader']}{' + CUDA graphs' if r.get('cuda_graph') else ''}"
-                     f"{' + torch.compile' if r.get('compile') else ''}"
-                     f"{' (' + str(r['workers']) + ' workers)' if r['workers'] else ''}"
-                     f" | {r['batch_size']} | {r['train_s']:.2f} | {r['eval_s']:.2f} | {r['epoch_s']:.2f} | "
-                     f"{r['train_images_per_s']:,} | {r['warmup_epoch_s']:.1f} |")
+             gpu_speed.format_table(speed["rows"])]
     if speed.get("cli_s9_seconds"):
         graphs = " with CUDA graphs" if speed.get("cli_cuda_graph") else ""
         batch = next((f" (batch {r['batch_size']})" for r in speed["rows"] if r["session"] == "s9"), "")

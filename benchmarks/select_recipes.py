@@ -47,8 +47,8 @@ from helpers import recipes  # noqa: E402
 # average (EMA 0.999, which with its warm-up spans about the last 2 of 20 epochs), and a shorter warm-up.
 # Half the weight decay lost for BN and LN (round 3), so the other side of 5e-4 too: twice as much.
 S8_LEVERS = [{"weight_decay": 0.00025}, {"ema_decay": 0.999}, {"pct_start": 0.15}, {"weight_decay": 0.001}]
-# Flip test-time augmentation plus the image moved 1 pixel each way diagonally (as airbench scores): only the
-# scoring changes, so the candidate trains exactly as the recipe does.
+# Flip test-time augmentation plus the image moved 1 pixel down-right and up-left, with airbench's weights
+# (train.tta_log_probs): only the scoring changes, so the candidate trains exactly as the recipe does.
 SHIFT_TTA = {"tta_shift": 1}
 CANDIDATES = {
     "s9": [{}, {"batch_size": 256, "lr": 0.2}, {"lr": 0.05}, {"lr": 0.2}, {"weight_decay": 0.001},
@@ -124,6 +124,15 @@ def session_and_norm(key: str) -> tuple[str, str | None]:
 def made_with(recipe: dict, expected: recipes.Recipe) -> bool:
     """Was a run's recorded recipe (a dict from its run.json) ``expected``? A field added since takes its default."""
     return recipes.Recipe(**recipe) == expected
+
+
+def same_recipe(a: dict | None, b: dict | None) -> bool:
+    """Do two recorded recipes (dicts) hold the same settings? A field one of them lacks (added since it was
+    recorded) takes its default, as in ``made_with``."""
+    if a is None or b is None:
+        return a is b
+    defaults = recipes.field_defaults()
+    return {**defaults, **a} == {**defaults, **b}
 
 
 def plateau_drop_epochs(test_losses: list[float], recipe: recipes.Recipe) -> list[int]:
@@ -221,7 +230,7 @@ def merge_evidence(old: dict | None, new: dict) -> dict:
             merged["tuned"][key] = {**now, **kept}
         elif now.get("incomplete"):
             merged["tuned"][key] = {**decided, "pending": now, **kept}
-        elif now.get("base") != before.get("base"):
+        elif not same_recipe(now.get("base"), before.get("base")):
             merged["tuned"][key] = {**now, "earlier": earlier + [decided]}
         else:
             merged["tuned"][key] = {**now, **kept}

@@ -21,7 +21,7 @@ own learning rate (``get_recipe(..., norm=...)``). Needs only torch.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 
 import torch
 from torch import nn
@@ -67,10 +67,16 @@ class Recipe:
     dropout: float | None = None     # the network's dropout rate; None = its default (S8 0.02, S9 0.05)
     ema_decay: float | None = None   # exponential moving average of weights; None = off
     tta: bool = False                # average predictions of each test image and its flip
-    tta_shift: int = 0               # ... and of the image moved this many pixels each way (0 = off)
+    tta_shift: int = 0               # ... and of the image moved this many pixels down-right and up-left
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def field_defaults() -> dict:
+    """Each ``Recipe`` field's default (``name`` has none): what the code did before a field was added,
+    so a record or checkpoint that lacks a field reads as having it at its default."""
+    return {f.name: f.default for f in fields(Recipe) if f.default is not MISSING}
 
 
 # The seed documents, with their code's values (see the module docstring).

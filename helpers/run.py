@@ -207,7 +207,8 @@ def train_course_net(session: str, norm: str = "bn", recipe: str | recipes.Recip
     history = train.fit(p.model, p.train_loader, p.test_loader, p.optimizer, p.scheduler, epochs, p.device,
                         label_smoothing=p.recipe.label_smoothing, ema_decay=p.recipe.ema_decay, tta=p.recipe.tta,
                         amp=p.amp, out_dir=None if out is None else str(out), resume=resume, progress=progress,
-                        verbose=verbose, config=p.config, cuda_graph=p.cuda_graph, tta_shift=p.recipe.tta_shift)
+                        verbose=verbose, config=p.config, cuda_graph=p.cuda_graph, tta_shift=p.recipe.tta_shift,
+                        config_defaults={"recipe": recipes.field_defaults()})
     result = RunResult(**vars(p), history=history, out=None if out is None else Path(out),
                        seconds=time.perf_counter() - start)
     if out is not None:

@@ -378,22 +378,22 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
                          f"{str(e).splitlines()[0]})") from None
 
 
-def config_changes(saved: dict | None, config: dict | None) -> list[str]:
+def config_changes(saved: dict | None, config: dict | None, defaults: dict | None = None) -> list[str]:
     """The settings that differ between a checkpoint's config and this run's, as "key: old -> new".
 
-    Nested dicts (a recipe) are compared key by key; a side without a config matches anything, and
-    a setting added since the checkpoint was saved matches it while the setting is off (None,
-    False or 0), so adding a setting to the code does not strand the runs saved before.
+    Nested dicts (a recipe) are compared key by key; a side without a config matches anything.
+    ``defaults`` (shaped like the config, e.g. ``{"recipe": {"tta_shift": 0}}``) gives the value of a
+    setting the checkpoint lacks because it was added to the code since: what the code did before it.
     """
     if saved is None or config is None:
         return []
+    defaults = defaults or {}
     changes = []
     for key in sorted(set(saved) | set(config)):
-        old, new = saved.get(key), config.get(key)
-        if key not in saved and not isinstance(new, dict) and not new:
-            continue
+        old, new = saved.get(key, defaults.get(key)), config.get(key)
         if isinstance(old, dict) and isinstance(new, dict):
-            changes += [f"{key}.{change}" for change in config_changes(old, new)]
+            nested = defaults.get(key) if isinstance(defaults.get(key), dict) else None
+            changes += [f"{key}.{change}" for change in config_changes(old, new, nested)]
         elif old != new:
             changes.append(f"{key}: {old!r} -> {new!r}")
     return changes
@@ -420,14 +420,16 @@ def fit(model: nn.Module, train_loader: Iterable, test_loader: Iterable, optimiz
         ema_decay: float | None = None, tta: bool = False, amp: bool = False, out_dir: str | None = None,
         resume: bool = False, progress: bool = True, verbose: bool = True,
         channels_last: bool = True, config: dict | None = None, cuda_graph: bool = False,
-        tta_shift: int = 0) -> list[dict]:
+        tta_shift: int = 0, config_defaults: dict | None = None) -> list[dict]:
     """Train for ``epochs`` epochs and return the history (see the module docstring).
 
     ``ema_decay`` evaluates an exponential moving average of the weights, and the model ends
     holding those averaged weights, the ones the history scored. ``tta`` adds flip test-time
-    augmentation and ``tta_shift`` shifted views (``tta_log_probs``), ``amp`` uses bfloat16 autocast. With ``out_dir`` a checkpoint and
-    ``history.json`` are written after each epoch; ``resume`` continues from them, and refuses
-    (CheckpointMismatchError) a checkpoint whose saved ``config`` differs from this one.
+    augmentation and ``tta_shift`` shifted views (``tta_log_probs``); ``amp`` uses bfloat16
+    autocast. With ``out_dir`` a checkpoint and ``history.json`` are written after each epoch;
+    ``resume`` continues from them, and refuses (CheckpointMismatchError) a checkpoint whose saved
+    ``config`` differs from this one (``config_defaults``: the settings it may lack, see
+    ``config_changes``).
     ``channels_last`` stores the model's weights as N,H,W,C on a CPU or CUDA device, which
     makes its convolutions faster (about 1.4x for the S9 net on a CPU); results are the same
     up to float rounding. ``cuda_graph`` (CUDA only) replays each training step's forward and
@@ -449,7 +451,7 @@ def fit(model: nn.Module, train_loader: Iterable, test_loader: Iterable, optimiz
             print(f"no checkpoint in {out_dir}: starting a new run")
         if resume and ckpt.is_file():
             state = load_checkpoint(ckpt)
-            changes = config_changes(state.get("config"), config)
+            changes = config_changes(state.get("config"), config, config_defaults)
             if changes:
                 raise CheckpointMismatchError(
                     f"{ckpt} was saved by a run with other settings ({'; '.join(changes)}): "

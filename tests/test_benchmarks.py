@@ -260,6 +260,16 @@ def test_a_later_selection_that_only_waits_keeps_the_earlier_choice():
     assert select_recipes.merge_evidence(None, new) == new
 
 
+def test_a_base_recorded_before_a_recipe_field_existed_is_the_same_base():
+    old_base = {"lr": 0.2, "tta": True}  # recorded before tta_shift existed
+    first = {"overrides": {}, "val_acc": 86.0, "base": old_base, "scores": [{"overrides": {}, "val_acc": 86.0}]}
+    again = {**first, "base": {**old_base, "tta_shift": 0}}
+    assert select_recipes.merge_evidence({"tuned": {"s9": first}}, {"tuned": {"s9": again}})["tuned"]["s9"] == again
+    moved = {**first, "base": {**old_base, "tta_shift": 1}}  # a real change of base starts a new round
+    assert select_recipes.merge_evidence({"tuned": {"s9": first}}, {"tuned": {"s9": moved}})["tuned"]["s9"] == \
+        {**moved, "earlier": [first]}
+
+
 def test_a_choice_from_a_new_base_keeps_the_earlier_rounds_on_record(tmp_path):
     first = {"overrides": {"lr": 0.4}, "val_acc": 86.0, "base": {"lr": 0.2},
              "scores": [{"overrides": {}, "val_acc": 85.0}, {"overrides": {"lr": 0.4}, "val_acc": 86.0}]}

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pytest
+import torch
 
 from helpers import recipes, run, train
 
@@ -112,6 +113,19 @@ def test_resume_continues_a_run_and_device_loader_path(tmp_path, capsys):
     lr = recipes.get_recipe("s8", "seed").lr
     with pytest.raises(SystemExit, match=rf"other settings \(recipe.lr: {lr} -> {lr * 5}\)"):
         run.main(base + ["--epochs", "3", "--resume", "--lr", str(lr * 5)])  # not the run that is saved there
+
+
+def test_a_checkpoint_saved_before_a_recipe_field_existed_resumes_while_the_field_is_at_its_default(tmp_path):
+    out = tmp_path / "r"
+    base = ["s8", "--smoke", "--out", str(out), "--no-progress", "--device", "cpu"]
+    run.main(base + ["--epochs", "1"])
+    state = train.load_checkpoint(out / "checkpoint.pt")
+    del state["config"]["recipe"]["tta_shift"]  # as the code saved it before shift TTA existed
+    torch.save(state, out / "checkpoint.pt")
+    with pytest.raises(SystemExit, match=r"recipe.tta_shift: 0 -> 1"):
+        run.main(base + ["--epochs", "2", "--resume", "--set", "tta_shift=1"])
+    run.main(base + ["--epochs", "2", "--resume"])
+    assert len(json.loads((out / "history.json").read_text())) == 2
 
 
 def test_resuming_a_one_cycle_run_with_more_epochs_is_refused_in_one_line(tmp_path):

@@ -113,7 +113,7 @@ def test_run_dependent_cells_are_not_compared(name):
     """Training, data, timings, devices and torchinfo's table text differ between runs and package versions, and
     so does what packages print when first imported (e.g. a warning while compiling a freshly installed one)."""
     run_dependent = ("train_course_net", "model_summary", "format_rf_table", "load_cifar10", "torch.__version__",
-                     "hardware_name", "train.predict", "plots.", "mean_std", "import torch", "from helpers import")
+                     "hardware_name", "predict_test", "plots.", "mean_std", "import torch", "from helpers import")
     for kind, source, tags in cells_of(NOTEBOOKS / f"{name}.py"):
         code = re.sub(r"#.*", "", source)  # comments aside
         if kind == "code" and any(word in code for word in run_dependent):

@@ -209,32 +209,44 @@ def test_ema_and_tta_options_run_and_the_model_ends_with_the_scored_weights(spli
 class _PositionNet(nn.Module):
     """A toy classifier that sees where things are (a linear map of every pixel): each view scores differently."""
 
-    def __init__(self):
+    def __init__(self, height: int, width: int):
         super().__init__()
-        torch.manual_seed(0)
-        self.linear = nn.Linear(3 * 8 * 8, 10)
+        weights = torch.randn(10, 3 * height * width, generator=torch.Generator().manual_seed(0))
+        self.register_buffer("weights", weights / math.sqrt(weights.shape[1]))
 
     def forward(self, x):
-        return F.log_softmax(self.linear(x.flatten(1)), dim=1)
+        return F.log_softmax(x.flatten(1) @ self.weights.T, dim=1)
 
 
-def test_tta_averages_the_probabilities_of_the_flips_and_shifts_with_airbenchs_weights():
-    model, x = _PositionNet(), torch.randn(5, 3, 8, 8)
+def _moved(x: torch.Tensor, shift: int) -> torch.Tensor:
+    """x moved ``shift`` pixels down-right (``shift`` < 0: up-left), mirrored at the border: written out pixel
+    by pixel, the pixel at (i, j) comes from (i - shift, j - shift)."""
+    def source(i: int, size: int) -> int:
+        i -= shift
+        return -i if i < 0 else 2 * (size - 1) - i if i >= size else i
+    h, w = x.shape[-2:]
+    rows, cols = torch.tensor([source(i, h) for i in range(h)]), torch.tensor([source(j, w) for j in range(w)])
+    return x[:, :, rows][:, :, :, cols]
+
+
+@pytest.mark.parametrize("height, width, shift", [(8, 8, 1), (6, 9, 2)])
+def test_tta_averages_the_probabilities_of_the_flips_and_shifts_with_airbenchs_weights(height, width, shift):
+    model, x = _PositionNet(height, width), torch.randn(5, 3, height, width)
     probs = lambda images: model(images).exp()  # noqa: E731
     flip = lambda images: torch.flip(images, dims=[3])  # noqa: E731
-    # shifted by hand: the pixel at (i, j) comes from (i - 1, j - 1) or (i + 1, j + 1), mirrored at the border
-    rows = torch.tensor([1, 0, 1, 2, 3, 4, 5, 6]), torch.tensor([1, 2, 3, 4, 5, 6, 7, 6])
-    down_right, up_left = (x[:, :, r][:, :, :, r] for r in rows)
+    down_right, up_left = _moved(x, shift), _moved(x, -shift)
     with torch.no_grad():
         assert torch.equal(train.tta_log_probs(model, x, flip=False), model(x))
         # flips alone: exactly the formula of the runs made before shifts existed
         assert torch.equal(train.tta_log_probs(model, x), torch.logaddexp(model(x), model(flip(x))) - math.log(2))
+        # the unshifted pair weighs half, each shifted pair (the moved image and its mirror image) a quarter
         expected = (probs(x) / 4 + probs(flip(x)) / 4 + sum(probs(v) / 8 for v in
                                                             (down_right, up_left, flip(down_right), flip(up_left))))
-        assert torch.allclose(train.tta_log_probs(model, x, shift=1).exp(), expected, atol=1e-6)
+        assert torch.allclose(train.tta_log_probs(model, x, shift=shift).exp(), expected, atol=1e-6)
         expected = probs(x) / 2 + probs(down_right) / 4 + probs(up_left) / 4
-        assert torch.allclose(train.tta_log_probs(model, x, flip=False, shift=1).exp(), expected, atol=1e-6)
-        assert not torch.allclose(train.tta_log_probs(model, x, shift=1), train.tta_log_probs(model, x), atol=1e-3)
+        assert torch.allclose(train.tta_log_probs(model, x, flip=False, shift=shift).exp(), expected, atol=1e-6)
+        assert not torch.allclose(train.tta_log_probs(model, x, shift=shift), train.tta_log_probs(model, x),
+                                  atol=1e-3)
 
 
 def test_fit_scores_with_shift_tta_when_asked(splits):
@@ -348,10 +360,12 @@ def test_resume_refuses_a_checkpoint_saved_with_other_settings(splits, tmp_path)
     assert resumed[0] == first[0] and len(resumed) == 2
     assert train.config_changes(None, config) == [] and train.config_changes(config, None) == []
     assert train.config_changes({"seed": 0}, {"seed": 1, "norm": "bn"}) == ["norm: None -> 'bn'", "seed: 0 -> 1"]
-    # a recipe field added to the code since the checkpoint was saved: at its off value it matches, else not
-    assert train.config_changes(config, {**config, "recipe": {**config["recipe"], "tta_shift": 0}}) == []
-    assert train.config_changes(config, {**config, "recipe": {**config["recipe"], "tta_shift": 1}}) == \
-        ["recipe.tta_shift: None -> 1"]
+    # a recipe field added to the code since the checkpoint was saved: it counts as its default, if one is given
+    with_shift = {**config, "recipe": {**config["recipe"], "tta_shift": 0}}
+    assert train.config_changes(config, with_shift) == ["recipe.tta_shift: None -> 0"]
+    assert train.config_changes(config, with_shift, {"recipe": {"tta_shift": 0}}) == []
+    with_shift["recipe"]["tta_shift"] = 1
+    assert train.config_changes(config, with_shift, {"recipe": {"tta_shift": 0}}) == ["recipe.tta_shift: 0 -> 1"]
 
 
 def test_crafted_checkpoint_runs_no_code(tmp_path):
