@@ -402,8 +402,8 @@ def test_full_cifar_moves_an_earlier_calls_run_of_another_recipe_out_of_the_way(
     (runs / "tune" / "s8-ln-base").mkdir(parents=True)
     (runs / "tune" / "s8-ln-base" / "run.json").write_text(json.dumps(this))
     for name, recipe in (("s8-ln-lr0.1", before["config"]["recipe"]),  # stopped runs: another recipe,
-                         ("s8-ln-batchsize256-lr0.1", recipes.recipe_with_settings(  # and this very one
-                             "s8", "tuned", "ln", {"batch_size": 256, "lr": 0.1}).as_dict())):
+                         ("s8-ln-pctstart0.15", recipes.recipe_with_settings(  # and this very one
+                             "s8", "tuned", "ln", {"pct_start": 0.15}).as_dict())):
         (runs / "tune" / name).mkdir(parents=True)
         torch.save({"config": {"recipe": recipe}}, runs / "tune" / name / "checkpoint.pt")
     jobs = full_cifar.tune_jobs([], 20, runs=("s8-ln",), resume=True)
@@ -412,8 +412,8 @@ def test_full_cifar_moves_an_earlier_calls_run_of_another_recipe_out_of_the_way(
     assert json.loads((earlier / "s8-ln-lr0.02" / "run.json").read_text()) == before  # kept, still collected
     assert (earlier / "s8-ln-lr0.1" / "checkpoint.pt").is_file() and not (runs / "tune" / "s8-ln-lr0.1").exists()
     assert (runs / "tune" / "s8-ln-base" / "run.json").is_file()  # this run itself stays
-    assert (runs / "tune" / "s8-ln-batchsize256-lr0.1" / "checkpoint.pt").is_file()  # and resumes
-    assert "tune/s8-ln-batchsize256-lr0.1" in [j.name for j in jobs]
+    assert (runs / "tune" / "s8-ln-pctstart0.15" / "checkpoint.pt").is_file()  # and resumes
+    assert "tune/s8-ln-pctstart0.15" in [j.name for j in jobs]
 
 
 def test_full_cifar_reads_the_cuda_tests_outcome_from_the_junit_report(tmp_path):
