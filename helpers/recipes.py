@@ -14,9 +14,10 @@ session_9; doc/tuning.md quotes the code):
 
 ``tuned`` fits the schedule to the epoch budget instead of waiting for a plateau: OneCycle
 (linear warm-up, then cosine annealing to ~0) at a constant momentum, Nesterov, weight decay,
-label smoothing where it won (not for S8-BN) and flip test-time augmentation. Its values were chosen on a validation split
-of the training images on full CIFAR-10 (doc/tuning.md); LayerNorm and GroupNorm get their
-own learning rate (``get_recipe(..., norm=...)``). Needs only torch.
+label smoothing where it won (not for S8-BN) and flip test-time augmentation (with shifted
+views where ``tta_shift`` is set: ``helpers.train.tta_log_probs``). Its values were chosen on a
+validation split of the training images on full CIFAR-10 (doc/tuning.md); LayerNorm and
+GroupNorm get their own learning rate (``get_recipe(..., norm=...)``). Needs only torch.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ _SEED = {
 # BEGIN TUNED
 _TUNED = {
     "s8-bn": dict(lr=0.2, batch_size=256, weight_decay=0.0005, dropout=0.0, augment="crop-flip", label_smoothing=0.0),
-    "s8-ln": dict(lr=0.05, batch_size=128, weight_decay=0.001, dropout=0.0, augment="crop-flip", label_smoothing=0.1),
+    "s8-ln": dict(lr=0.05, batch_size=128, weight_decay=0.001, dropout=0.0, augment="crop-flip", label_smoothing=0.1, tta_shift=1),
     "s8-gn": dict(lr=0.1, batch_size=128, weight_decay=0.0005, dropout=0.0, augment="flip", label_smoothing=0.1, tta_shift=1),
     "s9": dict(lr=0.1, batch_size=128, weight_decay=0.0005, dropout=0.0, augment="crop-flip", label_smoothing=0.1),
 }
