@@ -287,6 +287,26 @@ def gains(records: list[dict], kind: str, loader: str | None = None) -> str:
     return "Tuned minus seed recipe, mean final test accuracy: " + ("; ".join(parts) or "no run has both") + "."
 
 
+# The floors of the full-scale recipes issue: mean final test accuracy of the tuned recipe over seeds 1-3,
+# full CIFAR-10, 20 epochs.
+FLOORS = {"s8-bn": 84.0, "s8-ln": 81.0, "s8-gn": 81.0, "s9": 87.0}
+
+
+def floors(records: list[dict], loader: str | None = None) -> str:
+    """One line: each tuned recipe's mean final test accuracy on full CIFAR-10 (seeds 1-3) against its floor."""
+    parts = []
+    for run, floor in FLOORS.items():
+        found = [r["history"][-1]["test_acc"] for r in runs_of(records, run, "tuned", "full", loader)
+                 if r["config"]["seed"] in (1, 2, 3)]
+        if not found:
+            parts.append(f"{run} not run yet (floor {floor:g} %)")
+            continue
+        mean = statistics.fmean(found)
+        verdict = (f"{len(found)} of 3 seeds so far" if len(found) < 3 else "met" if mean >= floor else "not met")
+        parts.append(f"{run} {mean:.2f} % against {floor:g} %, {verdict}")
+    return "Against the floors (tuned recipe, mean final test accuracy, seeds 1-3): " + "; ".join(parts) + "."
+
+
 def _reading(recipe: dict) -> str:
     made = recipes.Recipe(**recipe)
     return f"lr {made.lr}, threshold {made.threshold_mode}"
@@ -452,7 +472,8 @@ def selection_summary(path: Path = RESULTS / "selection.json") -> str:
 def results_block(records: list[dict], kind: str, loader: str | None) -> str:
     """A README results section: where the runs come from, the table, the gains, the earlier recipes."""
     return "\n\n".join(filter(None, [provenance(records, kind, loader), results_table(records, kind, loader),
-                                      gains(records, kind, loader), earlier_table(records, kind)]))
+                                      gains(records, kind, loader), floors(records, loader) if kind == "full" else "",
+                                      earlier_table(records, kind)]))
 
 
 def replace_block(text: str, name: str, body: str) -> str:

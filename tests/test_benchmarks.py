@@ -42,6 +42,18 @@ def test_the_full_results_count_only_the_device_loaders_20_epoch_runs(tmp_path):
     assert [r["final_test_acc"] for r in runs("albumentations")] == [70.0]
 
 
+def test_the_floors_line_judges_three_seeds_of_the_tuned_recipe_and_says_what_is_missing():
+    records = [_record("s8", "bn", "tuned", seed, [84.5]) for seed in (1, 2, 3)]            # mean 84.5: met
+    records += [_record("s8", "ln", "tuned", seed, [acc]) for seed, acc in ((1, 82.0), (2, 79.0), (3, 80.0))]
+    records += [_record("s8", "gn", "tuned", 1, [90.0]), _record("s8", "gn", "seed", 2, [95.0])]  # one seed only
+    records += [_record("s9", None, "tuned", 4, [99.0])]                                         # not a final seed
+    line = recipes_benchmark.floors(records, "device")
+    assert "s8-bn 84.50 % against 84 %, met" in line and "s8-ln 80.33 % against 81 %, not met" in line
+    assert "s8-gn 90.00 % against 81 %, 1 of 3 seeds so far" in line and "s9 not run yet (floor 87 %)" in line
+    assert "Against the floors" in recipes_benchmark.results_block(records, "full", "device")
+    assert "Against the floors" not in recipes_benchmark.results_block(records, "sample", None)
+
+
 def test_results_table_leads_with_final_accuracy_over_seeds_and_skips_other_recipes():
     records = [_record("s9", None, "tuned", 1, [80.0, 86.0, 85.0]), _record("s9", None, "tuned", 2, [84.0, 87.0]),
                _record("s9", None, "seed", 1, [70.0, 81.0])]
