@@ -392,8 +392,7 @@ def config_changes(saved: dict | None, config: dict | None, defaults: dict | Non
     for key in sorted(set(saved) | set(config)):
         old, new = saved.get(key, defaults.get(key)), config.get(key)
         if isinstance(old, dict) and isinstance(new, dict):
-            nested = defaults.get(key) if isinstance(defaults.get(key), dict) else None
-            changes += [f"{key}.{change}" for change in config_changes(old, new, nested)]
+            changes += [f"{key}.{change}" for change in config_changes(old, new, defaults.get(key))]
         elif old != new:
             changes.append(f"{key}: {old!r} -> {new!r}")
     return changes
