@@ -42,7 +42,8 @@ def show_images(images: np.ndarray, labels: Sequence[int] | None = None,
     n = len(images)
     rows = max(1, -(-n // cols))
     size = 2.0 if titles and max(map(len, titles)) > 12 else 1.4
-    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, (size + 0.1) * rows + (0.3 if title else 0)),
+    row_height = size + (0.3 if titles is not None else 0.1)  # room for each image's title above it
+    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, row_height * rows + (0.3 if title else 0)),
                              squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")

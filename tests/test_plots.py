@@ -31,6 +31,18 @@ def test_image_grids(tmp_path, images):
     assert fig.get_suptitle() == "S8 augmentations"
 
 
+@pytest.mark.parametrize("titles", [["deer -> horse", "ship -> automobile"] * 5, ["cat", "dog"] * 5])
+def test_image_titles_do_not_overlap_the_row_above(images, titles):
+    """Each image's title sits between its own image and the image above it, for short and long titles."""
+    fig = plots.show_images(images[:10], cols=5, titles=titles, title="misclassified (true -> predicted)")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for upper, lower in zip(fig.axes[:5], fig.axes[5:10]):
+        upper_image = upper.get_window_extent(renderer)
+        lower_title = lower.title.get_window_extent(renderer)
+        assert lower_title.y1 <= upper_image.y0, "a second-row title is drawn over the first row's image"
+
+
 def _lines(ax):
     return {line.get_label(): line for line in ax.lines}
 
