@@ -147,8 +147,8 @@ for name, n_train, n_test in zip(classes, np.bincount(train_split.labels, minlen
     print(f"{name:<12}{n_train:>7}{n_test:>7}")
 
 # %% [markdown]
-# The classes are about equally common, so plain accuracy is a fair summary. Some training
-# images with their labels:
+# The classes are equally common (exactly so in the full CIFAR-10), so plain accuracy is a fair
+# summary. Some training images with their labels:
 
 # %% tags=["nbval-ignore-output"]
 plots.show_images(train_split.images[:32], train_split.labels[:32], classes);
@@ -176,6 +176,10 @@ print("the often-copied std, a mean of per-image stds:                          
 # third line. It only measures how pixels vary *inside* each image and misses how much images
 # differ *from each other* (a dark image next to a bright one), so it is too small. Training
 # normalizes with the statistics over all pixels of the data it trains on.
+#
+# The second line and `CIFAR10_STD` measure the same thing. If they differ in the third decimal,
+# your files are not the official ones: a JPEG-compressed copy of CIFAR-10, for example, is a
+# little smoother, so its pixels vary a little less.
 #
 # ### Augmentation
 #
@@ -271,8 +275,10 @@ plt.show()
 # ### Receptive field
 #
 # `helpers.rf.rf_table` follows the layers the model runs. Each convolution or pooling layer adds
-# `(k − 1) · jump` pixels to the receptive field, where `jump` (the distance between neighbouring
-# outputs, in input pixels) doubles at every 2×2 max-pool.
+# `(k − 1) · jump` pixels to the receptive field, where `jump` is the distance between
+# neighbouring pixels of the layer's *input*, counted in image pixels. The table's `jump` column
+# is the jump after each layer, so a layer's own step uses the row above it: the first 2×2
+# max-pool adds (2 − 1) · 1 = 1 pixel, and the jump doubles behind every max-pool.
 
 # %% tags=["nbval-ignore-output"]
 display(Markdown(rf.format_rf_table(rf.rf_table(models.S8("bn")))))
@@ -293,9 +299,9 @@ assert rf.receptive_field(models.S8("bn")) == 44
 # it used. The command line (`python -m helpers.run s8 --norm gn`) calls the same function.
 #
 # **The recipe.** With `RECIPE = "tuned"`, training uses a OneCycle schedule fitted to the
-# epoch budget, and each normalization gets its own peak learning rate, batch size and
-# augmentation, chosen on a validation split (the `peak lr` column of the table in section 5;
-# the tuning runs are in the repository's `doc/tuning.md`).
+# epoch budget, and each normalization gets its own peak learning rate, batch size,
+# augmentation, weight decay and label smoothing, chosen on a validation split (the `peak lr`
+# column of the table in section 5; the tuning runs are in the repository's `doc/tuning.md`).
 # `RECIPE = "seed"` trains as the seed document did. Each run prints its recipe.
 #
 # **The loader.** `LOADER = "auto"` picks `"device"` on a CUDA GPU: `helpers.device_data`
@@ -369,10 +375,17 @@ display(Markdown("\n".join(rows)))
 #   accuracy means the network **overfits** (it learns the training images rather than the
 #   classes); both low and close together means it **underfits** (it has not learned enough
 #   yet, and less regularization or a better learning rate would help).
-# * In the curves, look at the test loss in the first epochs. At test time BatchNorm normalizes
-#   with running averages of the batch statistics, which lag behind while the weights still
-#   change fast, so its test loss can be jumpy early on. LayerNorm and GroupNorm use each
-#   image's own statistics in training and testing alike.
+# * In the curves, look at the test loss while the learning rate is high (the middle epochs
+#   under OneCycle). At test time BatchNorm normalizes with running averages of the batch
+#   statistics, which lag behind while the weights still change fast, so its test loss can
+#   jump from one epoch to the next. LayerNorm and GroupNorm use each image's own statistics in
+#   training and testing alike; their test loss wobbles too at a high learning rate, for the
+#   usual reason (large steps), but not for this one.
+# * Compare loss levels only within a row: label smoothing (in the recipes that use it) trains
+#   toward less confident predictions, which raises the plotted loss without costing accuracy.
+# * Training accuracy can end up *below* test accuracy. It is measured during the epoch, on
+#   augmented images, while the weights still change; test accuracy is measured afterwards, on
+#   clean images (and with test-time augmentation in the tuned recipe).
 # * The `peak lr` column shows the learning rate each network trained with: under the tuned
 #   recipe LayerNorm and GroupNorm get a smaller one (section 4).
 
@@ -418,7 +431,7 @@ print("GroupNorm: mu", tuple(mu.shape), "-> one per image and group")
 # Now the same with PyTorch's layers. A new layer starts with γ = 1 and β = 0, so its output is
 # exactly the normalized x. `nn.BatchNorm2d` in training mode uses the statistics of the batch
 # it is given, as we did. The last line takes the trained network's own BatchNorm layer, whose
-# γ and β were learned, and adds them to our result.
+# γ and β were learned, and applies them to our result: it scales by γ and shifts by β.
 
 # %%
 trained_bn = copy.deepcopy(results["BN"].model.features[0][1]).float().cpu().train()
@@ -449,24 +462,26 @@ for name, (by_hand, layer) in checks.items():
 # 10 output log-probabilities.
 
 # %%
-def output_of_first_image(model, batch, bn_training_mode):
-    """The model's output for batch[0]; BatchNorm layers in training mode if asked (dropout off)."""
+def output_of_first_image(model, batch, norm_training_mode):
+    """The model's output for batch[0]; its normalization layers in training mode if asked
+    (everything else, dropout included, in eval mode)."""
     model = copy.deepcopy(model).float().cpu().eval()  # a copy: the running averages stay as trained
     for layer in model.modules():
-        if isinstance(layer, nn.BatchNorm2d):
-            layer.train(bn_training_mode)
+        if isinstance(layer, (nn.BatchNorm2d, nn.GroupNorm)):  # LayerNorm is nn.GroupNorm(1, C) here
+            layer.train(norm_training_mode)
     with torch.no_grad():
         return model(batch)[0]
 
 
-for label, bn_training_mode in (("BN", True), ("BN", False), ("LN", True), ("GN", True)):
-    model = results[label].model
-    in_batch_of_2 = output_of_first_image(model, test_images[:2], bn_training_mode)
-    in_batch_of_128 = output_of_first_image(model, test_images[:128], bn_training_mode)
-    same = torch.allclose(in_batch_of_2, in_batch_of_128, atol=1e-5)
-    mode = ("training mode" if bn_training_mode else "eval mode") if label == "BN" else "any mode"
-    print(f"{label}, {mode:<13}: same output in a batch of 2 and of 128? {same!s:<5} "
-          f"(max abs difference {(in_batch_of_2 - in_batch_of_128).abs().max().item():.1e})")
+for label in ("BN", "LN", "GN"):
+    for norm_training_mode in (True, False):
+        model = results[label].model
+        in_batch_of_2 = output_of_first_image(model, test_images[:2], norm_training_mode)
+        in_batch_of_128 = output_of_first_image(model, test_images[:128], norm_training_mode)
+        same = torch.allclose(in_batch_of_2, in_batch_of_128, atol=1e-5)
+        mode = "training mode" if norm_training_mode else "eval mode"
+        print(f"{label}, {mode:<13}: same output in a batch of 2 and of 128? {same!s:<5} "
+              f"(max abs difference {(in_batch_of_2 - in_batch_of_128).abs().max().item():.1e})")
 
 # %% [markdown]
 # With small batches (a batch of 2 here) BatchNorm's statistics are noisy, and training suffers
@@ -490,8 +505,8 @@ for label, result in results.items():
 
 # %% [markdown]
 # Look for images that all three networks get wrong, and for mistakes that stay within the
-# animals or within the vehicles (dog → cat, automobile → truck): those classes look alike at
-# 32×32 pixels.
+# animals or within the vehicles (such as cat and dog, or automobile and truck): those classes
+# look alike at 32×32 pixels.
 #
 # ## Learnings
 #
