@@ -43,9 +43,10 @@
 # (a re-run pulls the latest version) and installs the two packages Colab lacks.
 #
 # The settings cell (`EPOCHS`, `RECIPE`, `SEED`, `LOADER`, `DATA_ROOT`) holds every setting.
-# `DATA_ROOT` is where CIFAR-10 is read from, the same folder the command line uses: `$CIFAR10_ROOT` if you set it, else the repository's `data/`
-# folder (CIFAR-10 is downloaded there on first use). The tests set `SMOKE_TEST=1`: the notebook
-# then trains for one epoch on tiny synthetic images in the CIFAR-10 file format.
+# `DATA_ROOT` is where CIFAR-10 is read from, the same folder the command line uses:
+# `$CIFAR10_ROOT` if you set it, else the repository's `data/` folder (CIFAR-10 is downloaded
+# there on first use). The tests set `SMOKE_TEST=1`: the notebook then trains for one epoch on
+# tiny synthetic images in the CIFAR-10 file format.
 
 # %%
 # Setup: make the course's `helpers` package importable.
@@ -355,7 +356,8 @@ plots.plot_history(histories, title="S8: BatchNorm vs LayerNorm vs GroupNorm");
 plots.plot_lr(histories);
 
 # %% tags=["nbval-ignore-output"]
-rows = ["| norm | peak lr | final test acc | final train acc | best test acc (epoch; chosen on the test set) | parameters |",
+rows = ["| norm | peak lr | final test acc | final train acc "
+        "| best test acc (epoch; chosen on the test set) | parameters |",
         "|---|---|---|---|---|---|"]
 for label, result in results.items():
     best, last = train.best_epoch(result.history), result.history[-1]
@@ -474,8 +476,8 @@ def output_of_first_image(model, batch, norm_training_mode):
 
 
 for label in ("BN", "LN", "GN"):
+    model = results[label].model
     for norm_training_mode in (True, False):
-        model = results[label].model
         in_batch_of_2 = output_of_first_image(model, test_images[:2], norm_training_mode)
         in_batch_of_128 = output_of_first_image(model, test_images[:128], norm_training_mode)
         same = torch.allclose(in_batch_of_2, in_batch_of_128, atol=1e-5)
