@@ -481,6 +481,9 @@ def crop_flip_train_transforms(mean: Sequence[float] = CIFAR10_MEAN, std: Sequen
     ], strict=True)
 
 
+# The shift-scale-rotate ranges of the Session 9 seed document's code (session_9/s9.ipynb): a shift of up
+# to 5 % of the size, scale 1 +- 0.05, rotation up to 10 degrees (the "s9-seed-code" augmentation).
+S9_SEED_CODE_RANGES = (("shift", 0.05), ("scale", 0.05), ("rotate", 10.0))
 AUGMENTATIONS = ("s8", "s8-seed-code", "flip", "s9", "s9-seed-code", "s9-light", "crop-flip", "crop-flip-cutout")
 
 
@@ -506,7 +509,7 @@ def train_transforms(name: str, mean: Sequence[float] = CIFAR10_MEAN, std: Seque
     if name == "s9":
         return s9_train_transforms(mean, std)
     if name == "s9-seed-code":
-        return s9_train_transforms(mean, std, shift=0.05, scale=0.05, rotate=10.0)
+        return s9_train_transforms(mean, std, **dict(S9_SEED_CODE_RANGES))
     if name == "s9-light":
         return s9_train_transforms(mean, std, p_affine=0.25, p_cutout=0.25)
     if name == "crop-flip":
@@ -534,14 +537,18 @@ def s8_preview_transforms(mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[fl
     }
 
 
-def s9_preview_transforms(mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD) -> dict:
-    """Each Session 9 augmentation alone (always applied) and the training pipeline as used."""
+def s9_preview_transforms(mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD,
+                          **ranges: float) -> dict:
+    """Each Session 9 augmentation alone (always applied) and the training pipeline as used (p=0.5
+    each); ``ranges`` (shift, scale, rotate) replace ``s9_train_transforms``' defaults, e.g.
+    ``**dict(S9_SEED_CODE_RANGES)`` for the ranges the seed recipe trains with."""
     return {
-        "HorizontalFlip": s9_train_transforms(mean, std, p_flip=1.0, p_affine=0.0, p_cutout=0.0),
-        "Affine (shift-scale-rotate)": s9_train_transforms(mean, std, p_flip=0.0, p_affine=1.0, p_cutout=0.0),
-        "CoarseDropout 16x16": s9_train_transforms(mean, std, p_flip=0.0, p_affine=0.0, p_cutout=1.0),
-        "all three (p=1)": s9_train_transforms(mean, std, p_flip=1.0, p_affine=1.0, p_cutout=1.0),
-        "training pipeline": s9_train_transforms(mean, std),
+        "HorizontalFlip": s9_train_transforms(mean, std, p_flip=1.0, p_affine=0.0, p_cutout=0.0, **ranges),
+        "Affine (shift-scale-rotate)": s9_train_transforms(mean, std, p_flip=0.0, p_affine=1.0, p_cutout=0.0,
+                                                           **ranges),
+        "CoarseDropout 16x16": s9_train_transforms(mean, std, p_flip=0.0, p_affine=0.0, p_cutout=1.0, **ranges),
+        "all three (p=1)": s9_train_transforms(mean, std, p_flip=1.0, p_affine=1.0, p_cutout=1.0, **ranges),
+        "training pipeline": s9_train_transforms(mean, std, **ranges),
     }
 
 

@@ -309,7 +309,9 @@ assert rf.receptive_field(models.S8("bn")) == 44
 # keeps the whole dataset in GPU memory and augments whole batches there, because a few CPU
 # workers running albumentations image by image cannot keep a GPU busy. Everywhere else it picks
 # `"albumentations"`: the DataLoader path of section 2, one image at a time on the CPU. Both
-# apply the same transforms with the same probabilities (not pixel for pixel the same). On a GPU
+# apply the same transforms with the same probabilities, though not pixel for pixel the same: the
+# seed recipe's rotation fills the corners with black in albumentations and with reflected
+# pixels on the device. On a GPU
 # the run also computes in bfloat16 (autocast), which is faster and, for these networks, as
 # accurate. Each run starts from the same seed; with the seed recipe, which is the same for
 # all three, the networks also see the same batches.
@@ -383,8 +385,9 @@ display(Markdown("\n".join(rows)))
 #   jump from one epoch to the next. LayerNorm and GroupNorm use each image's own statistics in
 #   training and testing alike; their test loss wobbles too at a high learning rate, for the
 #   usual reason (large steps), but not for this one.
-# * Compare loss levels only within a row: label smoothing (in the recipes that use it) trains
-#   toward less confident predictions, which raises the plotted loss without costing accuracy.
+# * Do not compare the loss levels of BatchNorm with those of LayerNorm and GroupNorm under the
+#   tuned recipe: LN and GN train with label smoothing (BN does not), which aims at less
+#   confident predictions and so raises the plotted loss without costing accuracy.
 # * Training accuracy can end up *below* test accuracy. It is measured during the epoch, on
 #   augmented images, while the weights still change; test accuracy is measured afterwards, on
 #   clean images (and with test-time augmentation in the tuned recipe).
@@ -488,7 +491,9 @@ for label in ("BN", "LN", "GN"):
 # %% [markdown]
 # With small batches (a batch of 2 here) BatchNorm's statistics are noisy, and training suffers
 # from it; LayerNorm and GroupNorm work the same with any batch size, which is why they are used
-# where batches must be small (large images, sequences of different lengths).
+# where batches must be small (large images or videos, long sequences). LayerNorm is also the
+# norm of transformers for another reason: in a batch of sequences of different lengths, padded
+# to one length, statistics over the batch would mix in the padding.
 #
 # ## 8. Misclassified images
 #

@@ -209,6 +209,19 @@ def test_augment_examples_are_images_and_seeded(splits):
     assert set(data.s9_preview_transforms()) >= {"HorizontalFlip", "CoarseDropout 16x16"}
 
 
+def test_s9_preview_can_show_the_seed_recipes_ranges():
+    """The notebook previews each transform with the ranges the seed recipe trains with."""
+    seed_code = _by_name(data.train_transforms("s9-seed-code"))["Affine"]
+    previews = data.s9_preview_transforms(**dict(data.S9_SEED_CODE_RANGES))
+    alone = _by_name(previews["Affine (shift-scale-rotate)"])["Affine"]
+    assert alone.p == 1.0 and seed_code.p == 0.5
+    for field in ("rotate", "scale", "translate_percent"):
+        assert getattr(alone, field) == getattr(seed_code, field)
+    assert tuple(alone.rotate) == (-10.0, 10.0)
+    default = _by_name(data.s9_preview_transforms()["Affine (shift-scale-rotate)"])["Affine"]
+    assert tuple(default.rotate) == (-15.0, 15.0)  # without ranges: the "s9" augmentation's
+
+
 def test_s8_preview_applies_each_transform_for_certain():
     previews = data.s8_preview_transforms()
     assert list(previews) == ["HorizontalFlip", "Rotate ±10° (black fill)", "training pipeline"]
