@@ -500,6 +500,7 @@ for k, name in enumerate(classes):
 #   C·C<sub>out</sub>·9, which lets the first two blocks keep 64 channels.
 # * **Read train against test accuracy before choosing a direction**: under the seed recipe
 #   the training accuracy stays below the test accuracy (the seed document's log), so the tuned
-#   recipe drops dropout and the heavy augmentation and fits the schedule to the budget; on full CIFAR-10, weight decay and label smoothing still help it
-#   (the repository's `doc/tuning.md`).
+#   recipe drops dropout and the heavy augmentation and fits the schedule to the budget; on
+#   full CIFAR-10, weight decay and label smoothing still help it (the repository's
+#   `doc/tuning.md`).
 # * **Albumentations** makes each transform one line with its own probability.
