@@ -1,14 +1,17 @@
 """The full-CIFAR-10 GPU plan, in phases that fit the device's 10-minute calls and carry over between sessions.
 
-    source .device/setup.sh && python benchmarks/full_cifar.py --out "$OUT" --phases tests tune finals
-    source .device/setup.sh && python benchmarks/full_cifar.py --keep --out "$OUT" --phases speed tune finals loaders
+A session's 15 device minutes (start-up included) hold one full call and a short one, the second made at
+once, while the machine is still warm (it goes back after 30 idle seconds; a cold one starts bare):
+
+    source .device/setup.sh && python benchmarks/full_cifar.py --out "$OUT" --runs s9 --phases tests tune finals notebooks
+    source .device/setup.sh && python benchmarks/full_cifar.py --keep --budget 170 --out "$OUT" --phases speed
     python benchmarks/full_cifar.py --smoke --epochs 1 --budget 120 --out /tmp/o --phases tune   # anywhere
 
 Phases, run in this order whatever order they are named in:
 
-* ``tests``: ``python -m pytest``: tests/test_gpu.py first, so a broken GPU path shows before anything
-  is measured with it (CUDA graphs are used only when they all passed), and the rest of the suite in a
-  process of its own beside them and the training that follows (before ``speed``, which runs alone);
+* ``tests``: ``python -m pytest`` in two processes, tests/test_gpu.py and the rest of the suite. With
+  ``speed`` in the same call, the CUDA tests run first (the speed phase uses CUDA graphs only when they all
+  passed, and wants the machine alone); without it, both run beside the training from the start;
 * ``speed``: benchmarks/gpu_speed.py alone on the GPU (both loaders, with and without CUDA graphs),
   then ``python -m helpers.run s9 --recipe tuned`` timed from process start to figures written;
 * ``tune``: every candidate of benchmarks/select_recipes.py on the validation split and the seed
@@ -323,7 +326,8 @@ def pack(out: Path, with_recipes: bool = False, notebooks: tuple[Path, ...] = ()
     tmp.replace(out / "results.tar.gz")
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (its own function, so a test can check the commands the README shows)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="where results.tar.gz goes ($OUT on the GPU machine)")
     p.add_argument("--phases", nargs="+", choices=PHASES, default=list(PHASES), help="default: all")
@@ -331,7 +335,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="train only these runs in tune / finals / loaders (default: all), to spend a short "
                         "device call where it matters most")
     p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--budget", type=float, default=540, help="seconds for all phases together (default 540)")
+    p.add_argument("--budget", type=float, default=480,
+                   help="seconds for all phases together (default 480: with setup.sh, start-up and packing, one call stays inside the device's 600-s limit)")
     p.add_argument("--parallel", type=int, default=12, help="runs side by side (default 12)")
     p.add_argument("--cuda-graph", choices=("auto", "on", "off"), default="auto",
                    help="train the device-loader tuning runs with --cuda-graph (the finals stay eager); auto (the "
@@ -341,7 +346,11 @@ def main(argv: list[str] | None = None) -> None:
                    help="a second call on the same (still warm) machine: keep runs/gpu, count its runs as done, "
                         "resume the runs it stopped and use the recipes the earlier call chose")
     p.add_argument("--smoke", action="store_true", help="synthetic data: a dry run of the plan")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     t0, out, e, smoke = time.time(), Path(args.out), args.epochs, args.smoke
     deadline = t0 + args.budget
     phases = [ph for ph in PHASES if ph in args.phases]
@@ -362,18 +371,20 @@ def main(argv: list[str] | None = None) -> None:
     tests_passed = None  # not run in this call (nor, with --keep, in the earlier one)
     if args.keep and (RUNS / "pytest.xml").is_file():
         tests_passed = gpu_tests_passed(RUNS / "pytest.xml")
-    rest_suite = None
-    if "tests" in phases:  # the CUDA tests first; the rest of the suite beside them and the training
+    gpu_suite = rest_suite = None
+    if "tests" in phases:  # both halves of the suite in processes of their own
         for report in ("pytest.xml", "pytest-rest.xml"):
             (RUNS / report).unlink(missing_ok=True)  # never read an earlier call's report
         gpu_suite, rest_suite = test_suites()
         rest_suite.start()
-        run_jobs([gpu_suite], 1, min(deadline, time.time() + 180), "tests")
-        tests_passed = gpu_tests_passed(RUNS / "pytest.xml")
-        print(f"[plan] the CUDA tests {'passed' if tests_passed else 'did not all pass'}", flush=True)
-        pack(out)
-        if "speed" in phases:  # the speed phase wants the machine to itself
+        if "speed" in phases:  # the CUDA tests decide whether the timed graphs may be used, and the speed
+            run_jobs([gpu_suite], 1, min(deadline, time.time() + 180), "tests")  # phase wants the machine alone
+            tests_passed = gpu_tests_passed(RUNS / "pytest.xml")
+            print(f"[plan] the CUDA tests {'passed' if tests_passed else 'did not all pass'}", flush=True)
+            pack(out)
             finish(rest_suite, min(deadline, time.time() + 240), "tests")
+        else:  # nothing in this call waits for them (graphs stay off without a speed phase): the GPU trains
+            gpu_suite.start()  # beside them from the start instead of idling for minutes
     graphs = use_graphs(args.cuda_graph, RUNS / "speed.json" if args.keep else None, tests_passed)
 
     if "speed" in phases:  # alone on the device
@@ -448,8 +459,12 @@ def main(argv: list[str] | None = None) -> None:
         pack(out, with_recipes=tuned, notebooks=tuple(notebooks))
 
     run_jobs(jobs, args.parallel, deadline, "plan", then, after_each=ended)
-    if rest_suite is not None and rest_suite.ended is None:  # not already waited for before the speed phase
-        finish(rest_suite, deadline, "tests")
+    for suite in (gpu_suite, rest_suite):
+        if suite is not None and suite.ended is None:  # not already waited for before the speed phase
+            finish(suite, deadline, "tests")
+    if gpu_suite is not None and "speed" not in phases:
+        print(f"[plan] the CUDA tests {'passed' if gpu_tests_passed(RUNS / 'pytest.xml') else 'did not all pass'}",
+              flush=True)
     pack(out, with_recipes=tuned, notebooks=tuple(notebooks))
     print(f"[plan] {', '.join(phases)} done at {time.time() - t0:.0f} s", flush=True)
 

@@ -15,8 +15,9 @@ With ``out_dir`` the run writes ``checkpoint.pt`` (model, optimiser, scheduler, 
 states, history) and ``history.json`` after every epoch, atomically: an interrupted run keeps
 its last completed epoch, and ``resume=True`` continues it to the same result as an
 uninterrupted run. A ``config`` (plain data describing the run: recipe, data, seed) is saved
-with the checkpoint, and resuming refuses a checkpoint saved with a different one. Needs only
-torch, numpy (whose RNG state the checkpoint keeps) and tqdm.
+with the checkpoint, and resuming refuses a checkpoint saved with a different one. The checkpoint
+keeps torch's RNG states only: nothing here draws from python's or numpy's global generators
+(the augmentations seed their own per epoch). Needs only torch, numpy and tqdm.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """The benchmark scripts' own logic (their training runs take minutes to hours and are not tests)."""
 import json
+import shlex
 import sys
 import tarfile
 import time
@@ -401,6 +402,43 @@ def test_full_cifar_runs_the_cuda_tests_apart_and_stops_a_suite_at_the_deadline(
     full_cifar.finish(slow, time.time() + 1, "test")
     assert time.time() - start < 10 and slow.proc.returncode != 0
     assert "slow: stopped at the deadline" in capsys.readouterr().out
+
+
+def test_full_cifar_trains_beside_the_cuda_tests_when_no_speed_phase_waits_for_them(tmp_path, monkeypatch):
+    """Without a speed phase nothing in the call needs the CUDA tests' outcome first, so the GPU must not idle
+    while they run: the training starts at once, and the suites are still waited for (and reported) at the end."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+
+    def job(name: str, delay: float) -> full_cifar.Job:  # writes when it ended, after ``delay`` seconds
+        code = f"import time, pathlib; time.sleep({delay}); pathlib.Path(r'{marks / name}').write_text(str(time.time()))"
+        return full_cifar.Job(name, [sys.executable, "-c", code])
+
+    suites = (job("gpu", 4.0), job("rest", 0.0))
+    monkeypatch.setattr(full_cifar, "test_suites", lambda: suites)
+    monkeypatch.setattr(full_cifar, "tune_jobs", lambda *a, **k: [job("train", 0.0)])
+    monkeypatch.setattr(full_cifar, "select_argv", lambda *a, **k: [sys.executable, "-c", "pass"])
+    monkeypatch.setattr(full_cifar, "pack", lambda *a, **k: None)  # packs paths inside the checkout
+    full_cifar.main(["--smoke", "--out", str(tmp_path / "out"), "--runs", "s9", "--phases", "tests", "tune",
+                     "--budget", "60"])
+    ended = {name: float((marks / name).read_text()) for name in ("gpu", "rest", "train")}
+    assert ended["train"] < ended["gpu"]  # trained while the CUDA tests still ran
+    assert all(suite.ended is not None and suite.proc.returncode == 0 for suite in suites)
+
+
+def test_the_gpu_plan_commands_shown_in_the_readme_and_the_docstring_parse():
+    """A device minute lost to a typo in a copied command is not got back: every full_cifar.py command line
+    that README.md and the script's docstring show must be one its parser accepts."""
+    lines = []
+    for text in ((ROOT / "README.md").read_text(), full_cifar.__doc__):
+        joined = text.replace("\\\n", " ")  # a command continued on the next line
+        lines += [line.split("benchmarks/full_cifar.py", 1)[1].split("#")[0].split("&&")[0]
+                  for line in joined.splitlines() if "python benchmarks/full_cifar.py " in line]
+    assert len(lines) >= 5
+    for line in lines:
+        args = full_cifar.build_parser().parse_args(shlex.split(line.replace('"$OUT"', "/tmp/out")))
+        on_the_cpu = args.smoke or args.budget >= 3600  # the CPU plans run for hours
+        assert on_the_cpu or args.budget + 60 <= 600, line  # setup.sh and packing fit in a device call's 600 s
 
 
 def test_full_cifar_moves_an_earlier_calls_run_of_another_recipe_out_of_the_way():
