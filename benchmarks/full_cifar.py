@@ -356,6 +356,9 @@ def main(argv: list[str] | None = None) -> None:
     phases = [ph for ph in PHASES if ph in args.phases]
     if RUNS.exists() and not args.keep:
         shutil.rmtree(RUNS)
+    if args.keep and not RUNS.is_dir():
+        print("[plan] --keep, but runs/gpu is not here: this machine started bare, so the earlier call's runs "
+              "count only once collected into doc/results (their results.tar.gz came back with that call)", flush=True)
     RUNS.mkdir(parents=True, exist_ok=True)
     if not args.keep and (RESULTS / "selection.json").is_file():  # the choices so far, which this call extends
         shutil.copy(RESULTS / "selection.json", RUNS / "selection.json")

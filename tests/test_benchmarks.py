@@ -441,6 +441,16 @@ def test_the_gpu_plan_commands_shown_in_the_readme_and_the_docstring_parse():
         assert on_the_cpu or args.budget + 60 <= 600, line  # setup.sh and packing fit in a device call's 600 s
 
 
+def test_a_kept_call_on_a_bare_machine_says_the_earlier_runs_are_not_there(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(full_cifar, "tune_jobs", lambda *a, **k: [])
+    monkeypatch.setattr(full_cifar, "select_argv", lambda *a, **k: [sys.executable, "-c", "pass"])
+    monkeypatch.setattr(full_cifar, "pack", lambda *a, **k: None)
+    full_cifar.main(["--smoke", "--keep", "--out", str(tmp_path / "out"), "--runs", "s9", "--phases", "tune"])
+    assert "this machine started bare" in capsys.readouterr().out
+    full_cifar.main(["--smoke", "--keep", "--out", str(tmp_path / "out"), "--runs", "s9", "--phases", "tune"])
+    assert "started bare" not in capsys.readouterr().out  # the first call left runs/gpu there
+
+
 def test_full_cifar_moves_an_earlier_calls_run_of_another_recipe_out_of_the_way():
     import torch
     runs = full_cifar.RUNS
