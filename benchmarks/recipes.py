@@ -437,6 +437,8 @@ def _choice_lines(choice: dict) -> list[str]:
         status = "keeps its recipe: no candidate passes the sample floor"
     elif choice.get("incomplete"):
         status = "waits: not every candidate has a validation run yet"
+    elif not choice["overrides"]:  # the recipe itself came out on top (candidates equal to it tie with it)
+        status = "kept its recipe: no candidate beat it on validation"
     else:
         status = f"chose `{_settings(choice['overrides'])}`"
     lines = [status + ".", "", "| candidate | final validation accuracy | tuned - seed on the CPU sample (points) |",

@@ -299,6 +299,12 @@ def test_a_choice_from_a_new_base_keeps_the_earlier_rounds_on_record(tmp_path):
     path.write_text(json.dumps(state))
     text = recipes_benchmark.selection_summary(path)
     assert text.index("**s9**, round 1: chose `lr=0.4`") < text.index("**s9**, round 2: chose `wd=0.001`")
+    # a round whose neighbours all lost says that the recipe stays, not "chose `no change`"
+    kept = {"overrides": {}, "val_acc": 87.0, "base": {"lr": 0.4, "wd": 0.001},
+            "scores": [{"overrides": {}, "val_acc": 87.0}, {"overrides": {"lr": 0.2}, "val_acc": 86.5}]}
+    path.write_text(json.dumps(select_recipes.merge_evidence(state, {"tuned": {"s9": kept}})))
+    text = recipes_benchmark.selection_summary(path)
+    assert "**s9**, round 3: kept its recipe: no candidate beat it on validation." in text
 
 
 def test_settings_parse_to_recipe_values():
