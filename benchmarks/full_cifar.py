@@ -278,6 +278,13 @@ def gpu_tests_passed(junit_xml: Path) -> bool:
     return bool(cases) and not any(c.find(tag) is not None for c in cases for tag in ("failure", "error", "skipped"))
 
 
+def say_gpu_tests() -> bool:
+    """Read this call's tests/test_gpu.py report, say how it went, and return whether all passed."""
+    passed = gpu_tests_passed(RUNS / "pytest.xml")
+    print(f"[plan] the CUDA tests {'passed' if passed else 'did not all pass'}", flush=True)
+    return passed
+
+
 def use_graphs(choice: str, speed_json: Path | None, tests_passed: bool | None) -> bool:
     """--cuda-graph on / off, or auto: on when the CUDA tests all passed and the speed results show
     every session's training epoch faster with CUDA graphs than without."""
@@ -380,14 +387,13 @@ def main(argv: list[str] | None = None) -> None:
             (RUNS / report).unlink(missing_ok=True)  # never read an earlier call's report
         gpu_suite, rest_suite = test_suites()
         rest_suite.start()
+        gpu_suite.start()
+        # Without a speed phase nothing in this call waits for them (graphs stay off): the GPU trains beside them
         if "speed" in phases:  # the CUDA tests decide whether the timed graphs may be used, and the speed
-            run_jobs([gpu_suite], 1, min(deadline, time.time() + 180), "tests")  # phase wants the machine alone
-            tests_passed = gpu_tests_passed(RUNS / "pytest.xml")
-            print(f"[plan] the CUDA tests {'passed' if tests_passed else 'did not all pass'}", flush=True)
+            finish(gpu_suite, min(deadline, time.time() + 180), "tests")  # phase wants the machine alone
+            tests_passed = say_gpu_tests()
             pack(out)
             finish(rest_suite, min(deadline, time.time() + 240), "tests")
-        else:  # nothing in this call waits for them (graphs stay off without a speed phase): the GPU trains
-            gpu_suite.start()  # beside them from the start instead of idling for minutes
     graphs = use_graphs(args.cuda_graph, RUNS / "speed.json" if args.keep else None, tests_passed)
 
     if "speed" in phases:  # alone on the device
@@ -466,8 +472,7 @@ def main(argv: list[str] | None = None) -> None:
         if suite is not None and suite.ended is None:  # not already waited for before the speed phase
             finish(suite, deadline, "tests")
     if gpu_suite is not None and "speed" not in phases:
-        print(f"[plan] the CUDA tests {'passed' if gpu_tests_passed(RUNS / 'pytest.xml') else 'did not all pass'}",
-              flush=True)
+        say_gpu_tests()
     pack(out, with_recipes=tuned, notebooks=tuple(notebooks))
     print(f"[plan] {', '.join(phases)} done at {time.time() - t0:.0f} s", flush=True)
 
