@@ -14,7 +14,7 @@ session_9; doc/tuning.md quotes the code):
 
 ``tuned`` fits the schedule to the epoch budget instead of waiting for a plateau: OneCycle
 (the lr rises from peak/10 to the peak, then falls to ~0, both along a cosine) at a constant
-momentum, Nesterov, weight decay, label smoothing where it won (not for S8-BN) and flip
+momentum, Nesterov, weight decay, label smoothing where it won (S8-GN, S9) and flip
 test-time augmentation (with shifted views where ``tta_shift`` is set:
 ``helpers.train.tta_log_probs``). Its values were chosen on a validation split of the training
 images on full CIFAR-10 (doc/tuning.md); LayerNorm and GroupNorm get their own learning rate
@@ -92,7 +92,7 @@ _SEED = {
 # BEGIN TUNED
 _TUNED = {
     "s8-bn": dict(lr=0.2, batch_size=256, weight_decay=0.0005, dropout=0.0, augment="crop-flip", label_smoothing=0.0, tta_shift=1),
-    "s8-ln": dict(lr=0.025, batch_size=64, weight_decay=0.001, dropout=0.0, augment="crop-flip", label_smoothing=0.1, tta_shift=1),
+    "s8-ln": dict(lr=0.025, batch_size=64, weight_decay=0.001, dropout=0.0, augment="crop-flip", label_smoothing=0.0, tta_shift=1),
     "s8-gn": dict(lr=0.1, batch_size=128, weight_decay=0.0005, dropout=0.0, augment="flip", label_smoothing=0.1, tta_shift=1),
     "s9": dict(lr=0.1, batch_size=128, weight_decay=0.0005, dropout=0.0, augment="crop-flip", label_smoothing=0.1),
 }

@@ -385,9 +385,10 @@ display(Markdown("\n".join(rows)))
 #   jump from one epoch to the next. LayerNorm and GroupNorm use each image's own statistics in
 #   training and testing alike; their test loss wobbles too at a high learning rate, for the
 #   usual reason (large steps), but not for this one.
-# * Do not compare the loss levels of BatchNorm with those of LayerNorm and GroupNorm under the
-#   tuned recipe: LN and GN train with label smoothing (BN does not), which aims at less
-#   confident predictions and so raises the plotted loss without costing accuracy.
+# * Do not compare the loss levels of a run with label smoothing with those of a run without it
+#   (each run prints its recipe: under the tuned recipe GroupNorm trains with it): label
+#   smoothing aims at less confident predictions and so raises the plotted loss without costing
+#   accuracy.
 # * Training accuracy can end up *below* test accuracy. It is measured during the epoch, on
 #   augmented images, while the weights still change; test accuracy is measured afterwards, on
 #   clean images (and with test-time augmentation in the tuned recipe).
