@@ -386,9 +386,8 @@ display(Markdown("\n".join(rows)))
 #   training and testing alike; their test loss wobbles too at a high learning rate, for the
 #   usual reason (large steps), but not for this one.
 # * Do not compare the loss levels of a run with label smoothing with those of a run without it
-#   (each run prints its recipe: under the tuned recipe GroupNorm trains with it): label
-#   smoothing aims at less confident predictions and so raises the plotted loss without costing
-#   accuracy.
+#   (each run prints its recipe, `label_smoothing` among its fields): label smoothing aims at
+#   less confident predictions and so raises the plotted loss without costing accuracy.
 # * Training accuracy can end up *below* test accuracy. It is measured during the epoch, on
 #   augmented images, while the weights still change; test accuracy is measured afterwards, on
 #   clean images (and with test-time augmentation in the tuned recipe).
