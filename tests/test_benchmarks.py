@@ -467,16 +467,17 @@ def test_full_cifar_moves_an_earlier_calls_run_of_another_recipe_out_of_the_way(
     this = _record("s8", "ln", "tuned", 1, [75.0] * 20, kind=full_cifar.VALIDATION)  # "no change", finished
     (runs / "tune" / "s8-ln-base").mkdir(parents=True)
     (runs / "tune" / "s8-ln-base" / "run.json").write_text(json.dumps(this))
-    for name, recipe in (("s8-ln-lr0.1", before["config"]["recipe"]),  # stopped runs: another recipe,
+    for name, recipe in (("s8-ln-weightdecay0.002", before["config"]["recipe"]),  # stopped runs: another recipe,
                          ("s8-ln-pctstart0.15", recipes.recipe_with_settings(  # and this very one
                              "s8", "tuned", "ln", {"pct_start": 0.15}).as_dict())):
         (runs / "tune" / name).mkdir(parents=True)
         torch.save({"config": {"recipe": recipe}}, runs / "tune" / name / "checkpoint.pt")
     jobs = full_cifar.tune_jobs([], 20, runs=("s8-ln",), resume=True)
-    assert {"tune/s8-ln-lr0.02", "tune/s8-ln-lr0.1"} <= {j.name for j in jobs}
+    assert {"tune/s8-ln-lr0.02", "tune/s8-ln-weightdecay0.002"} <= {j.name for j in jobs}
     earlier = runs / "earlier" / "tune"
     assert json.loads((earlier / "s8-ln-lr0.02" / "run.json").read_text()) == before  # kept, still collected
-    assert (earlier / "s8-ln-lr0.1" / "checkpoint.pt").is_file() and not (runs / "tune" / "s8-ln-lr0.1").exists()
+    assert (earlier / "s8-ln-weightdecay0.002" / "checkpoint.pt").is_file()
+    assert not (runs / "tune" / "s8-ln-weightdecay0.002").exists()
     assert (runs / "tune" / "s8-ln-base" / "run.json").is_file()  # this run itself stays
     assert (runs / "tune" / "s8-ln-pctstart0.15" / "checkpoint.pt").is_file()  # and resumes
     assert "tune/s8-ln-pctstart0.15" in [j.name for j in jobs]
