@@ -47,37 +47,43 @@ from helpers import recipes  # noqa: E402
 # average (EMA 0.999, which with its warm-up spans about the last 2 of 20 epochs), and a shorter warm-up.
 # Half the weight decay lost for BN and LN (round 3), so the other side of 5e-4 too: twice as much.
 # The shorter warm-up (pct_start 0.15) lost in every round of every norm, by 0.3 to 1.1 points, so the
-# other side of 0.25 too: a longer one.
+# other side of 0.25 too: a longer one (doc/tuning.md's seventh S8 round).
 S8_LEVERS = [{"weight_decay": 0.00025}, {"ema_decay": 0.999}, {"pct_start": 0.15}, {"weight_decay": 0.001},
              {"pct_start": 0.35}]
 # Flip test-time augmentation plus the image moved 1 pixel down-right and up-left, with airbench's weights
 # (train.tta_log_probs): only the scoring changes, so the candidate trains exactly as the recipe does.
 SHIFT_TTA = {"tta_shift": 1}
+# The augmentation lever no S8 round had tried at full scale (the eighth S8 round): the course's
+# 16x16 cutout on top of crop-flip, for the recipes that train with crop-flip (BN, LN; GN's flip beat crop-flip).
+CUTOUT = {"augment": "crop-flip-cutout"}
 CANDIDATES = {
     "s9": [{}, {"batch_size": 256, "lr": 0.2}, {"lr": 0.05}, {"lr": 0.2}, {"weight_decay": 0.001},
            {"label_smoothing": 0.2}, {"augment": "crop-flip-cutout"}, {"ema_decay": 0.999}, {"pct_start": 0.15},
            SHIFT_TTA],
     "s8-bn": [{}, {"augment": "crop-flip"}, {"batch_size": 128, "lr": 0.1}, {"batch_size": 512, "lr": 0.4},
               {"label_smoothing": 0.0}, *S8_LEVERS, SHIFT_TTA,
-              {"lr": 0.4}],  # round 5: the peak lr alone, at the chosen batch 256 (batch and lr together lost)
+              {"lr": 0.4},  # the seventh S8 round: the peak lr alone, at batch 256 (batch and lr together lost)
+              CUTOUT],
     "s8-ln": [{}, {"lr": 0.02}, {"augment": "crop-flip"},
               # batch 256 at lr 0.1 left the list after round 2: it lost by 2 to 4 points in both rounds it ran;
-              # lr 0.1 left it after round 5, for the same reason (rounds 3-5, by 2.3 to 3.3 points)
+              # lr 0.1 left it in the seventh S8 round, for the same reason (LN rounds 3-5 of doc/tuning.md's
+              # tables, by 2.3 to 3.3 points)
               *S8_LEVERS,
               {"weight_decay": 0.002},  # round 3: the chosen weight decay (1e-3) was the largest tried, so one step beyond
               {"label_smoothing": 0.0},  # round 3: what BN round 2 chose, not yet tried for the per-image norms
               SHIFT_TTA,
               # round 4: the larger batch lost by 2-4 points (rounds 1-2), so the other way: twice the steps,
               # the lr halved with the batch (the linear scaling rule)
-              {"batch_size": 64, "lr": 0.025}],
+              {"batch_size": 64, "lr": 0.025},
+              CUTOUT],
     "s8-gn": [{}, {"lr": 0.02}, {"lr": 0.1}, {"augment": "crop-flip"}, {"batch_size": 256, "lr": 0.1},
               {"lr": 0.2},  # round 2: the first round's best lr (0.1) was the largest tried, so one step beyond it
               *S8_LEVERS,
               {"label_smoothing": 0.0},  # round 3: as for LN
               SHIFT_TTA,
               {"batch_size": 64, "lr": 0.05},  # round 4: as for LN (batch 256 lost to 128 here too)
-              # round 7: no label smoothing lost by about 1.5 points (round 3), and GN is the one S8 recipe
-              # that keeps label smoothing, so one step beyond its 0.1 as well
+              # the seventh S8 round: no label smoothing lost by about 1.5 points (round 3), and GN is the one
+              # S8 recipe that keeps label smoothing, so one step beyond its 0.1 as well
               {"label_smoothing": 0.2}],
 }
 # The floor at the other scale: on the 4,068-image CPU sample the tuned S8-BN recipe must beat the
