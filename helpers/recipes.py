@@ -13,7 +13,8 @@ session_9; doc/tuning.md quotes the code):
     document does not show), which ours does not.
 
 ``tuned`` fits the schedule to the epoch budget instead of waiting for a plateau: OneCycle
-(the lr rises from peak/10 to the peak, then falls to ~0, both along a cosine) at a constant
+(the lr rises from peak/10 to the peak, then falls to ~0, both along a cosine, or a straight
+line with ``anneal="linear"``) at a constant
 momentum, Nesterov, weight decay, label smoothing where it won (the ``_TUNED`` block says where) and flip
 test-time augmentation (with shifted views where ``tta_shift`` is set:
 ``helpers.train.tta_log_probs``). Its values were chosen on a validation split of the training
@@ -31,6 +32,7 @@ from torch import nn
 RECIPES = ("seed", "tuned")
 SCHEDULES = ("step", "plateau", "onecycle")
 THRESHOLD_MODES = ("rel", "abs")
+ANNEALS = ("cos", "linear")  # OneCycle's shape, as torch's anneal_strategy names it
 # The training augmentations by name, as helpers.data.AUGMENTATIONS (and helpers.device_data.PRESETS) define
 # them; written out here so this module needs only torch (a test keeps the three in step).
 AUGMENTATIONS = ("s8", "s8-seed-code", "flip", "s9", "s9-seed-code", "s9-light", "crop-flip", "crop-flip-cutout")
@@ -64,6 +66,7 @@ class Recipe:
     threshold: float = 0.1           # plateau: how much the test loss must fall to count as better...
     threshold_mode: str = "abs"      # ... "rel": below (1 - threshold) x best; "abs": below best - threshold
     pct_start: float = 0.25          # OneCycle: share of the steps spent warming up
+    anneal: str = "cos"              # OneCycle: the shape of the rise and the fall, "cos" | "linear"
     augment: str = "s8"              # training augmentation, by name: see helpers.data.train_transforms
     label_smoothing: float = 0.0
     dropout: float | None = None     # the network's dropout rate; None = its default (S8 0.02, S9 0.05)
@@ -138,6 +141,8 @@ def get_recipe(session: str, name: str = "seed", norm: str = "bn", **overrides) 
         raise ValueError(f"unknown schedule {recipe.schedule!r}; choose one of {', '.join(SCHEDULES)}")
     if recipe.threshold_mode not in THRESHOLD_MODES:
         raise ValueError(f"unknown threshold_mode {recipe.threshold_mode!r}; choose rel or abs")
+    if recipe.anneal not in ANNEALS:
+        raise ValueError(f"unknown anneal {recipe.anneal!r}; choose cos or linear")
     if recipe.augment not in AUGMENTATIONS:
         raise ValueError(f"unknown augment {recipe.augment!r}; choose one of {', '.join(AUGMENTATIONS)}")
     for field, (allowed, fine) in FIELD_RANGES.items():
@@ -185,5 +190,5 @@ def make_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe, epochs: int
         return torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=recipe.lr, epochs=epochs, steps_per_epoch=steps_per_epoch,
             pct_start=min(max(recipe.pct_start, 1.5 / total), 0.9), div_factor=10.0, final_div_factor=100.0,
-            cycle_momentum=False)
+            anneal_strategy=recipe.anneal, cycle_momentum=False)
     raise ValueError(f"unknown schedule {recipe.schedule!r}; choose one of {', '.join(SCHEDULES)}")

@@ -43,6 +43,25 @@ def test_one_cycle_keeps_the_recipes_momentum():
         assert opt.param_groups[0]["momentum"] == recipe.momentum == 0.9
 
 
+@pytest.mark.parametrize("anneal", ["cos", "linear"])
+def test_one_cycle_anneals_along_the_recipes_shape(anneal):
+    recipe = recipes.get_recipe("s8", "tuned", anneal=anneal, pct_start=0.25)
+    opt = recipes.make_optimizer(torch.nn.Linear(2, 2), recipe)
+    sched = recipes.make_scheduler(opt, recipe, epochs=1, steps_per_epoch=100)
+    lrs = []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    fall = lrs[lrs.index(max(lrs)):]  # from the peak to the end
+    assert fall[0] == pytest.approx(recipe.lr) and len(fall) > 70
+    steps = [b - a for a, b in zip(fall, fall[1:])]
+    if anneal == "linear":  # every step down the same size
+        assert max(steps) == pytest.approx(min(steps), rel=1e-6)
+    else:  # a cosine falls slowly at both ends and fastest in the middle
+        assert abs(steps[len(steps) // 2]) > 3 * abs(steps[0]) and abs(steps[len(steps) // 2]) > 3 * abs(steps[-1])
+
+
 def test_unknown_fields_and_none_overrides():
     with pytest.raises(ValueError, match="unknown recipe field"):
         recipes.get_recipe("s9", "tuned", colour="red")
@@ -52,6 +71,7 @@ def test_unknown_fields_and_none_overrides():
 
 @pytest.mark.parametrize("field, value, message", [
     ("augment", "crop_flip", "unknown augment 'crop_flip'"),  # a typo would fail only after the data had loaded
+    ("anneal", "cosine", "unknown anneal 'cosine'; choose cos or linear"),
     ("ema_decay", 1.0, r"ema_decay must be in \(0, 1\)"),
     ("ema_decay", 0, r"ema_decay must be in \(0, 1\)"),  # 0 used to switch the average off silently
     ("label_smoothing", -0.5, r"label_smoothing must be in \[0, 1\)"),
