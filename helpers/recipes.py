@@ -36,6 +36,9 @@ ANNEALS = ("cos", "linear")  # OneCycle's shape, as torch's anneal_strategy name
 # The training augmentations by name, as helpers.data.AUGMENTATIONS (and helpers.device_data.PRESETS) define
 # them; written out here so this module needs only torch (a test keeps the three in step).
 AUGMENTATIONS = ("s8", "s8-seed-code", "flip", "s9", "s9-seed-code", "s9-light", "crop-flip", "crop-flip-cutout")
+# The fields that name one of a few choices (get_recipe refuses any other name in one line).
+FIELD_CHOICES = {"schedule": SCHEDULES, "threshold_mode": THRESHOLD_MODES, "anneal": ANNEALS,
+                 "augment": AUGMENTATIONS}
 # What each numeric field may be (get_recipe refuses anything else in one line, before any data loads).
 FIELD_RANGES = {
     "momentum": ("in [0, 1)", lambda v: v is not None and 0 <= v < 1),
@@ -137,14 +140,11 @@ def get_recipe(session: str, name: str = "seed", norm: str = "bn", **overrides) 
         raise ValueError(f"the learning rate must be positive, got {recipe.lr}")
     if not isinstance(recipe.batch_size, int) or recipe.batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {recipe.batch_size!r}")
-    if recipe.schedule not in SCHEDULES:
-        raise ValueError(f"unknown schedule {recipe.schedule!r}; choose one of {', '.join(SCHEDULES)}")
-    if recipe.threshold_mode not in THRESHOLD_MODES:
-        raise ValueError(f"unknown threshold_mode {recipe.threshold_mode!r}; choose rel or abs")
-    if recipe.anneal not in ANNEALS:
-        raise ValueError(f"unknown anneal {recipe.anneal!r}; choose cos or linear")
-    if recipe.augment not in AUGMENTATIONS:
-        raise ValueError(f"unknown augment {recipe.augment!r}; choose one of {', '.join(AUGMENTATIONS)}")
+    for field, choices in FIELD_CHOICES.items():
+        value = getattr(recipe, field)
+        if value not in choices:
+            named = " or ".join(choices) if len(choices) == 2 else "one of " + ", ".join(choices)
+            raise ValueError(f"unknown {field} {value!r}; choose {named}")
     for field, (allowed, fine) in FIELD_RANGES.items():
         value = getattr(recipe, field)
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
