@@ -25,6 +25,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from helpers import data, models  # noqa: E402
+from helpers.train import bf16_autocast  # noqa: E402
 from helpers.device_data import DeviceLoader  # noqa: E402
 
 
@@ -45,7 +46,7 @@ def throughput(loader, device, batches: int, model=None, optimizer=None, amp=Fal
             x, y = next(it)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if model is not None:
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            with bf16_autocast(device.type, amp):
                 loss = F.nll_loss(model(x).float(), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -74,7 +74,7 @@ class Recipe:
     label_smoothing: float = 0.0
     dropout: float | None = None     # the network's dropout rate; None = its default (S8 0.02, S9 0.05)
     ema_decay: float | None = None   # exponential moving average of weights; None = off
-    tta: bool = False                # average predictions of each test image and its flip
+    tta: bool = False                # average predictions of each test image and its flip (off: one view)
     tta_shift: int = 0               # ... and of the image moved this many pixels down-right and up-left
 
     def as_dict(self) -> dict:
@@ -150,6 +150,8 @@ def get_recipe(session: str, name: str = "seed", norm: str = "bn", **overrides) 
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
         if not ((number or value is None) and fine(value)):
             raise ValueError(f"{field} must be {allowed}, got {value!r}")
+    if recipe.nesterov and recipe.momentum == 0:  # torch.optim.SGD would refuse it later, with a traceback
+        raise ValueError("Nesterov momentum needs a momentum above 0; set nesterov=false as well")
     return recipe
 
 

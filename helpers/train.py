@@ -22,6 +22,7 @@ keeps torch's RNG states only: nothing here draws from python's or numpy's globa
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -92,6 +93,15 @@ def _wait(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def bf16_autocast(device_type: str, enabled: bool, cache_enabled: bool = True):
+    """bfloat16 autocast on ``device_type`` when ``enabled``; otherwise a context that does nothing,
+    so a device that torch's autocast does not support (e.g. Apple's "mps" before torch 2.5, which
+    it refuses even with enabled=False) trains in float32 without a word from autocast."""
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type, dtype=torch.bfloat16, cache_enabled=cache_enabled)
+
+
 class TrainingLoss(nn.Module):
     """(images, labels) -> (training loss, log-probabilities): the model's forward (under bf16
     autocast with ``amp``) and the label-smoothed loss as one module.
@@ -115,7 +125,7 @@ class TrainingLoss(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # autocast's weight cache must be off for graph capture; each weight is cast once per forward anyway
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.amp, cache_enabled=False):
+        with bf16_autocast(x.device.type, self.amp, cache_enabled=False):
             log_probs = self.model(x)
         log_probs = log_probs.float()
         # cross_entropy re-applies log_softmax, a no-op on log-probabilities: this is NLL with smoothing
@@ -233,13 +243,14 @@ def predict(model: nn.Module, loader: Iterable, device: torch.device, tta: bool 
             amp: bool = False, tta_shift: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probabilities and labels of a whole loader (on the CPU). ``tta`` averages the
     probabilities of each image and its horizontal flip, ``tta_shift`` also those of the image
-    shifted by that many pixels (``tta_log_probs``)."""
+    shifted by that many pixels (``tta_log_probs``). ``tta`` switches all of it: without it each
+    image is scored once, whatever ``tta_shift`` says."""
     model.eval()
     outs, labels = [], []
     for x, y in loader:
         x = x.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            log_probs = tta_log_probs(model, x, tta, tta_shift)
+        with bf16_autocast(device.type, amp):
+            log_probs = tta_log_probs(model, x, tta, tta_shift if tta else 0)
         outs.append(log_probs)  # stays on the device: one copy at the end, not one wait per batch
         labels.append(y)
     if not outs:

@@ -81,10 +81,18 @@ def test_unknown_fields_and_none_overrides():
     ("step_size", 0, "step_size must be a whole number of epochs, at least 1"),
     ("tta_shift", 16, "tta_shift must be a whole number of pixels from 0 to 4"),
     ("tta_shift", 1.5, "tta_shift must be a whole number of pixels from 0 to 4"),
+    # the tuned recipes use Nesterov, which torch.optim.SGD refuses without momentum, after the data has loaded
+    ("momentum", 0, "Nesterov momentum needs a momentum above 0; set nesterov=false as well"),
 ])
 def test_out_of_range_fields_are_refused_when_the_recipe_is_made(field, value, message):
     with pytest.raises(ValueError, match=message):
         recipes.get_recipe("s8", "tuned", **{field: value})
+
+
+def test_momentum_0_is_fine_without_nesterov():
+    recipe = recipes.get_recipe("s8", "tuned", momentum=0, nesterov=False)
+    opt = recipes.make_optimizer(torch.nn.Linear(2, 2), recipe)
+    assert opt.param_groups[0]["momentum"] == 0 and not opt.param_groups[0]["nesterov"]
 
 
 def test_the_augmentation_names_are_the_same_in_all_three_modules():

@@ -257,6 +257,11 @@ def test_fit_scores_with_shift_tta_when_asked(splits):
                                                      rel=1e-5)
     flip_only, _ = train.predict(model, test_loader, torch.device("cpu"), tta=True)
     assert (log_probs - flip_only).abs().max() > 1e-5  # the shifted views changed the scores (float eps ~2e-7)
+    # tta=False scores each image once, whatever tta_shift says (--set tta=false switches all of it off)
+    no_tta, _ = train.predict(model, test_loader, torch.device("cpu"), tta=False, tta_shift=1)
+    with torch.no_grad():
+        plain = torch.cat([model(x) for x, _ in test_loader])
+    assert torch.allclose(no_tta, plain, atol=1e-6)
 
 
 def test_weight_average_computes_what_torchs_averaged_model_computes():
@@ -420,3 +425,15 @@ def test_checkpoint_rng_states_load_onto_the_cpu_whatever_the_map_location(split
     optimizer = recipes.make_optimizer(model, recipes.get_recipe("s8", "seed"))
     history = train._restore(state, model, optimizer, None, None)
     assert torch.equal(torch.get_rng_state(), state["rng_cpu"]) and len(history) == 1
+
+
+def test_amp_off_never_enters_autocast():
+    # torch's autocast refuses a device type it does not support even with enabled=False (Apple's "mps"
+    # before torch 2.5 did): with amp off, training and scoring must not ask it at all
+    with train.bf16_autocast("meta", False):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+    with pytest.raises(RuntimeError, match="unsupported autocast device_type"):
+        with torch.autocast("meta", dtype=torch.bfloat16, enabled=False):
+            pass
+    with train.bf16_autocast("cpu", True):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
