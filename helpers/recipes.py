@@ -6,9 +6,9 @@ session_9; doc/tuning.md quotes the code):
   * S8: SGD lr 0.01, momentum 0.9, StepLR x0.1 every 8 epochs ("reduce by 10%"), batch 128,
     flip p=0.1 and a rotation of up to 10 degrees on every image (the text: p=0.1).
   * S9: SGD lr 0.01 (the text also names 0.1), momentum 0.9, ReduceLROnPlateau on the test loss
-    (x0.1 once it has gone more than 4 epochs without falling below 0.9 x its best: PyTorch's
-    default relative threshold), batch 64 (the text: 128), flip, shift 0.05 / scale 0.05 /
-    rotation 10 degrees and one 16x16 cutout, p=0.5 each. The network stays the documented one:
+    (x0.1 once it has gone more than 4 epochs without falling below 0.9 x its best: a threshold
+    of 0.1 in PyTorch's default relative mode), batch 64 (the text: 128), flip, shift 0.05 /
+    scale 0.05 / rotation 10 degrees and one 16x16 cutout, p=0.5 each. The network stays the documented one:
     the code also adds each block's input to its dilated convolution's output (a residual the
     document does not show), which ours does not.
 
