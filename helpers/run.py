@@ -362,6 +362,9 @@ def redraw_figures(run_dir: Path, data_root: str | None, device: str) -> list[Pa
                     epochs=config.get("onecycle_epochs") or 1, data_root=data_root, out=run_dir, seed=config["seed"],
                     device=device, loader=config["loader"], workers=0, smoke=config["data"].startswith("synthetic"),
                     validation="validation" in config["data"], verbose=False)
+    if p.config["data"] != config["data"]:  # figures of other images would be silently wrong
+        raise ValueError(f"{run_dir} was trained on {config['data']}, but the data found now is "
+                         f"{p.config['data']}; point --data-root (or CIFAR10_ROOT) at the run's data")
     weights = state["model"]
     if state.get("ema"):  # the run was scored with its weight average: draw that one
         weights = {k.removeprefix("module."): v for k, v in state["ema"].items() if k.startswith("module.")}

@@ -159,6 +159,13 @@ def test_figures_command_redraws_a_finished_run(tmp_path):
     assert (out / "curves.png").is_file() and (out / "confusion.png").is_file()
     missing = _cli("figures", str(tmp_path / "nothing"), cwd=tmp_path)
     assert missing.returncode == 1 and missing.stderr.strip().startswith("error:") and "Traceback" not in missing.stderr
+    # a run trained on other images than those found now: refused, not drawn from the wrong images
+    state = train.load_checkpoint(out / "checkpoint.pt")
+    state["config"]["data"] = "synthetic: 999 train / 99 test images"
+    torch.save(state, out / "checkpoint.pt")
+    other = _cli("figures", str(out), "--device", "cpu", cwd=tmp_path)
+    assert other.returncode == 1 and "Traceback" not in other.stderr
+    assert other.stderr.strip().startswith("error:") and "was trained on synthetic: 999 train" in other.stderr
 
 
 def test_ctrl_c_says_whether_an_epoch_was_saved(tmp_path, monkeypatch, capsys):
