@@ -8,9 +8,9 @@ session_9; doc/tuning.md quotes the code):
   * S9: SGD lr 0.01 (the text also names 0.1), momentum 0.9, ReduceLROnPlateau on the test loss
     (x0.1 once it has gone more than 4 epochs without falling below 0.9 x its best: a threshold
     of 0.1 in PyTorch's default relative mode), batch 64 (the text: 128), flip, shift 0.05 /
-    scale 0.05 / rotation 10 degrees and one 16x16 cutout, p=0.5 each. The network stays the documented one:
-    the code also adds each block's input to its dilated convolution's output (a residual the
-    document does not show), which ours does not.
+    scale 0.05 / rotation 10 degrees and one 16x16 cutout, p=0.5 each. The network stays the
+    documented one: the code also adds each block's input to its dilated convolution's output (a
+    residual the document does not show), which ours does not.
 
 ``tuned`` fits the schedule to the epoch budget instead of waiting for a plateau: OneCycle
 (the lr rises from peak/10 to the peak, then falls to ~0, both along a cosine, or a straight
