@@ -16,9 +16,11 @@
 # %% [markdown]
 # # Session 8 · Normalization: BatchNorm vs LayerNorm vs GroupNorm
 #
-# We train one small CNN on CIFAR-10 three times, changing only its normalization layer, and
+# We train one small CNN on CIFAR-10 three times, once with each normalization layer, and
 # compare BatchNorm, LayerNorm and GroupNorm. Then we compute each normalization by hand, on
 # feature maps of the trained network, and check that we get what PyTorch's layers compute.
+# (With the tuned recipe, the default, each normalization also trains with settings of its own,
+# section 4; `RECIPE = "seed"` trains all three the same way, so that only the layer differs.)
 #
 # 1. [Setup](#1.-Setup)
 # 2. [Dataset](#2.-Dataset)
@@ -114,7 +116,7 @@ from helpers import data, models, plots, recipes, rf, run, summary, train
 
 # %%
 SMOKE = os.environ.get("SMOKE_TEST") == "1"  # the tests: tiny synthetic data, one epoch
-EPOCHS = 1 if SMOKE else 20
+EPOCHS = 1 if SMOKE else 20  # on a CPU set 2 first: an epoch there takes minutes, on a GPU seconds
 RECIPE = "tuned"   # "tuned": the improved recipe; "seed": the seed document's (section 4)
 SEED = 1
 LOADER = "auto"    # "auto", "albumentations" or "device": how training batches are made (section 4)
@@ -165,8 +167,10 @@ mean, std = data.mean_std(train_split.images)  # streams over the images, sums i
 print("mean over all pixels:   ", tuple(round(m, 4) for m in mean))
 print("std over all pixels:    ", tuple(round(s, 4) for s in std))
 
-# the common mistake: the average of the per-image standard deviations
-per_image_std = (train_split.images.reshape(len(train_split), -1, 3) / 255.0).std(axis=1).mean(axis=0)
+# the common mistake: the average of the per-image standard deviations (in chunks, to spare memory)
+per_image_stds = [(chunk.reshape(len(chunk), -1, 3) / 255.0).std(axis=1)  # one std per image and channel
+                  for chunk in np.array_split(train_split.images, 20)]
+per_image_std = np.concatenate(per_image_stds).mean(axis=0)
 print("mean of per-image stds: ", tuple(round(float(s), 4) for s in per_image_std))
 print()
 print("full CIFAR-10 training set, std over all pixels (helpers.data.CIFAR10_STD):", data.CIFAR10_STD)
@@ -301,9 +305,13 @@ assert rf.receptive_field(models.S8("bn")) == 44
 #
 # **The recipe.** With `RECIPE = "tuned"`, training uses a OneCycle schedule fitted to the
 # epoch budget, and each normalization gets its own peak learning rate, batch size,
-# augmentation, weight decay and label smoothing, chosen on a validation split (the `peak lr`
-# column of the table in section 5; the tuning runs are in the repository's `doc/tuning.md`).
-# `RECIPE = "seed"` trains as the seed document did. Each run prints its recipe.
+# augmentation, weight decay and label smoothing, chosen on a validation split (the table in
+# section 5 shows the main ones; the tuning runs are in the repository's `doc/tuning.md`). So
+# the comparison is of each normalization at its best, not of the layer alone.
+# `RECIPE = "seed"` trains as the seed document did, the same way for all three. The tuned
+# recipes also score the test images with **test-time augmentation** (TTA): each image, its
+# mirror image and copies moved by the recipe's `tta_shift` pixels go through the network, and
+# the predicted probabilities are averaged. Each run prints its recipe.
 #
 # **The loader.** `LOADER = "auto"` picks `"device"` on a CUDA GPU: `helpers.device_data`
 # keeps the whole dataset in GPU memory and augments whole batches there, because a few CPU
@@ -358,13 +366,14 @@ plots.plot_history(histories, title="S8: BatchNorm vs LayerNorm vs GroupNorm");
 plots.plot_lr(histories);
 
 # %% tags=["nbval-ignore-output"]
-rows = ["| norm | peak lr | final test acc | final train acc "
+rows = ["| norm | peak lr | batch | augmentation | label smoothing | final test acc | final train acc "
         "| best test acc (epoch; chosen on the test set) | parameters |",
-        "|---|---|---|---|---|---|"]
+        "|---|---|---|---|---|---|---|---|---|"]
 for label, result in results.items():
-    best, last = train.best_epoch(result.history), result.history[-1]
-    rows.append(f"| {label} | {result.recipe.lr:g} | {last['test_acc']:.2f} % | {last['train_acc']:.2f} % | "
-                f"{best['test_acc']:.2f} % ({best['epoch']}) | {models.count_parameters(result.model):,} |")
+    best, last, r = train.best_epoch(result.history), result.history[-1], result.recipe
+    rows.append(f"| {label} | {r.lr:g} | {r.batch_size} | {r.augment} | {r.label_smoothing:g} "
+                f"| {last['test_acc']:.2f} % | {last['train_acc']:.2f} % "
+                f"| {best['test_acc']:.2f} % ({best['epoch']}) | {models.count_parameters(result.model):,} |")
 display(Markdown("\n".join(rows)))
 
 # %% [markdown]
@@ -391,8 +400,10 @@ display(Markdown("\n".join(rows)))
 # * Training accuracy can end up *below* test accuracy. It is measured during the epoch, on
 #   augmented images, while the weights still change; test accuracy is measured afterwards, on
 #   clean images (and with test-time augmentation in the tuned recipe).
-# * The `peak lr` column shows the learning rate each network trained with: under the tuned
-#   recipe LayerNorm and GroupNorm get a smaller one (section 4).
+# * The first columns show what else differs between the rows under the tuned recipe: the
+#   peak learning rate together with the batch size (a smaller batch takes more, smaller
+#   steps), the augmentation and the label smoothing. Part of a gap between two rows may come
+#   from these; `RECIPE = "seed"` removes them.
 
 # %% [markdown]
 # ## 6. Normalization by hand
@@ -455,6 +466,26 @@ for name, (by_hand, layer) in checks.items():
 
 
 # %% [markdown]
+# That was BatchNorm in training mode. In eval mode (`model.eval()`, section 7) it does not use
+# the batch's statistics: it uses `running_mean` and `running_var`, averages of the batch
+# statistics that the layer kept while training (each training batch moves them by a fraction,
+# the layer's `momentum`, 0.1 by default). One detail: PyTorch keeps the running variance
+# unbiased (divided by n − 1) while it normalizes a training batch with the biased one (divided
+# by n), as we did above. By hand, with the trained layer's running averages:
+
+# %%
+trained_bn.eval()  # from now on: running averages instead of the batch's statistics
+running_mean = trained_bn.running_mean.view(1, C, 1, 1)
+running_var = trained_bn.running_var.view(1, C, 1, 1)
+with torch.no_grad():
+    bn_eval_by_hand = gamma * (x - running_mean) / torch.sqrt(running_var + eps) + beta
+    expected = trained_bn(x)
+same = torch.allclose(bn_eval_by_hand, expected, atol=1e-5)
+print(f"{'eval mode: gamma * (x - running_mean) / sqrt(running_var + eps) + beta == the trained layer':<91} "
+      f"{same}  (max abs difference {(bn_eval_by_hand - expected).abs().max().item():.1e})")
+
+
+# %% [markdown]
 # ## 7. BatchNorm depends on the batch
 #
 # In training mode BatchNorm normalizes with the statistics of the current batch, so an image's
@@ -493,7 +524,10 @@ for label in ("BN", "LN", "GN"):
 # from it; LayerNorm and GroupNorm work the same with any batch size, which is why they are used
 # where batches must be small (large images or videos, long sequences). LayerNorm is also the
 # norm of transformers for another reason: in a batch of sequences of different lengths, padded
-# to one length, statistics over the batch would mix in the padding.
+# to one length, statistics over the batch would mix in the padding. A transformer's LayerNorm
+# normalizes each token on its own, over its channels only (for a CNN that would be one μ and
+# σ² per image *and position*, over C), so no token's statistics see another token, padding
+# included. Ours, `GroupNorm(1, C)`, takes all positions of an image together.
 #
 # ## 8. Misclassified images
 #
