@@ -11,15 +11,19 @@ Phases, run in this order whatever order they are named in:
 
 * ``tests``: ``python -m pytest`` in two processes, tests/test_gpu.py and the rest of the suite. With
   ``speed`` in the same call, the CUDA tests run first (the speed phase uses CUDA graphs only when they all
-  passed, and wants the machine alone); without it, both run beside the training from the start;
-* ``speed``: benchmarks/gpu_speed.py alone on the GPU (both loaders, with and without CUDA graphs),
-  then ``python -m helpers.run s9 --recipe tuned`` timed from process start to figures written;
+  passed, and wants the machine alone); without it, both run beside the training from the start. The rest
+  of the suite runs in a copy of the checkout (runs/suite-checkout/), which the tuning's rewrite of
+  helpers/recipes.py does not reach;
+* ``speed``: benchmarks/gpu_speed.py alone on the GPU (both loaders, with and without CUDA graphs, one
+  timed epoch each, each case written as it ends), stopped ``CLI_RESERVE_SECONDS`` before the deadline so
+  that ``python -m helpers.run s9 --recipe tuned`` can then be timed from process start to figures written;
 * ``tune``: every candidate of benchmarks/select_recipes.py on the validation split and the seed
   documents' readings (seed 1, test set), side by side; then select_recipes.py applies its fixed
   rules to these runs and to the committed ones (doc/results) and rewrites helpers/recipes.py;
 * ``finals``: seeds 1-3 of the seed and tuned recipes of every run (S8 BN / LN / GN, S9), device loader;
 * ``loaders``: S9 seed and tuned recipes, seeds 1-3, with the albumentations loader (to compare);
-* ``notebooks``: both notebooks executed on full CIFAR-10 (.device/execute.py).
+* ``notebooks``: both notebooks executed on full CIFAR-10 (.device/execute.py), once S9's recipe is
+  chosen, and only if ``NOTEBOOK_SECONDS`` are left (a notebook stopped at the deadline keeps nothing).
 
 The training phases are pipelined: S9 is tuned first, and its finals start as soon as its
 candidates have ended and the choice is made, while the S8 candidates still train.
@@ -58,19 +62,25 @@ from benchmarks import select_recipes as sel  # noqa: E402
 from helpers import recipes, train  # noqa: E402
 
 RUNS = ROOT / "runs" / "gpu"
+SNAPSHOT = ROOT / "runs" / "suite-checkout"  # where the non-CUDA half of the test suite runs (test_suites)
 RESULTS = ROOT / "doc" / "results"
 NORMS = ("bn", "ln", "gn")
 PHASES = ("tests", "speed", "tune", "finals", "loaders", "notebooks")
 RUN_KEYS = ("s8-bn", "s8-ln", "s8-gn", "s9")
 FULL = "CIFAR-10: 50000 train / 10000 test images"
 VALIDATION = "CIFAR-10: 45000 train / 5000 validation (last 10 % of train) images"
+# Seconds the two notebooks need on a shared H200 (S8: three 20-epoch runs one after another, about 3.3 s an
+# epoch alone; S9: two, about 4.5 s), with margin for sharing the GPU with the finals.
+NOTEBOOK_SECONDS = 360
+# Seconds kept for the timed 20-epoch S9 run after the speed benchmark (about 4.5 s an epoch before the speed work)
+CLI_RESERVE_SECONDS = 100
 
 
 class Job:
     """One process of the plan, its log in runs/gpu/logs/."""
 
-    def __init__(self, name: str, argv: list[str], env: dict | None = None):
-        self.name, self.argv, self.env = name, argv, env or {}
+    def __init__(self, name: str, argv: list[str], env: dict | None = None, cwd: Path = ROOT):
+        self.name, self.argv, self.env, self.cwd = name, argv, env or {}, cwd
         self.proc: subprocess.Popen | None = None
         self.log = None
         self.started = self.ended = None
@@ -79,7 +89,7 @@ class Job:
         log = RUNS / "logs" / f"{self.name.replace('/', '_')}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         self.log = open(log, "w")
-        self.proc = subprocess.Popen(self.argv, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen(self.argv, cwd=self.cwd, stdout=self.log, stderr=subprocess.STDOUT,
                                      env={**os.environ, "OMP_NUM_THREADS": "1", **self.env})
         self.started = time.time()
 
@@ -251,12 +261,16 @@ def final_jobs(records: list[dict], epochs: int, smoke: bool = False, cuda_graph
 def test_suites() -> tuple[Job, Job]:
     """``python -m pytest`` in two processes: tests/test_gpu.py, whose report (runs/gpu/pytest.xml) decides
     whether CUDA graphs may be used, and the rest of the suite (unit tests and both notebooks, pytest-rest.xml),
-    which needs a few CPU cores and can run beside the training runs (one core each)."""
+    which needs a few CPU cores and can run beside the training runs (one core each). The rest runs in a copy
+    of the checkout taken now (``SNAPSHOT``): the tuning rewrites helpers/recipes.py while it runs."""
     pytest = [sys.executable, "-m", "pytest", "-q", "-rf", "--tb=short", "-p", "no:cacheprovider"]
+    shutil.rmtree(SNAPSHOT, ignore_errors=True)
+    shutil.copytree(ROOT, SNAPSHOT, ignore=shutil.ignore_patterns(".git", ".device", ".venv", "runs", "data",
+                                                                  "__pycache__", ".ipynb_checkpoints"))
     return (Job("pytest-gpu", pytest + ["tests/test_gpu.py", f"--junitxml={RUNS / 'pytest.xml'}"],
                 env={"OMP_NUM_THREADS": "4"}),
             Job("pytest-rest", pytest + ["--ignore=tests/test_gpu.py", f"--junitxml={RUNS / 'pytest-rest.xml'}"],
-                env={"OMP_NUM_THREADS": "4"}))
+                env={"OMP_NUM_THREADS": "4"}, cwd=SNAPSHOT))
 
 
 def finish(job: Job, deadline: float, label: str) -> None:
@@ -276,6 +290,18 @@ def gpu_tests_passed(junit_xml: Path) -> bool:
         return False
     cases = [c for c in ElementTree.parse(junit_xml).iter("testcase") if c.get("classname", "").endswith("test_gpu")]
     return bool(cases) and not any(c.find(tag) is not None for c in cases for tag in ("failure", "error", "skipped"))
+
+
+def notebook_jobs(deadline: float, smoke: bool = False) -> list[Job]:
+    """Both notebooks (.device/execute.py), if they can still finish before ``deadline``: one stopped there
+    keeps nothing and has only taken the GPU from the finals (smoke mode: always, on synthetic data)."""
+    left = deadline - time.time()
+    if not smoke and left < NOTEBOOK_SECONDS:
+        print(f"[plan] notebooks: not started ({left:.0f} s left, they need about {NOTEBOOK_SECONDS} s)", flush=True)
+        return []
+    return [Job(f"notebook/{nb}", [sys.executable, ".device/execute.py", f"notebooks/{nb}.ipynb"],
+                env={"SMOKE_TEST": "1"} if smoke else {})
+            for nb in ("s9_advanced_convolutions", "s8_normalization")]
 
 
 def say_gpu_tests() -> bool:
@@ -298,14 +324,23 @@ def use_graphs(choice: str, speed_json: Path | None, tests_passed: bool | None) 
     return bool(graphed) and set(graphed) == set(plain) and all(graphed[k] < plain[k] for k in plain)
 
 
-def record_cli_time(speed_json: Path, seconds: float, graphs: bool, epochs: int = 20) -> None:
-    """Add the timed ``python -m helpers.run s9 --recipe tuned`` run to the speed results."""
+def record_cli_time(speed_json: Path, seconds: float, graphs: bool, epochs: int = 20, smoke: bool = False) -> None:
+    """Add the timed ``python -m helpers.run s9 --recipe tuned`` run to the speed results (a file of its own
+    if the benchmark wrote none)."""
     if speed_json.is_file():
         speed = json.loads(speed_json.read_text())
-        speed.update(cli_s9_seconds=round(seconds, 1), cli_cuda_graph=graphs, cli_epochs=epochs,
-                     command="python benchmarks/full_cifar.py --phases speed ... (gpu_speed.py alone, then the "
-                             "timed CLI run)")
-        speed_json.write_text(json.dumps(speed, indent=1))
+    else:
+        import datetime
+
+        import torch
+
+        from helpers import run
+        speed = {"hardware": run.hardware_name(train.get_device("auto")), "torch": torch.__version__,
+                 "date": datetime.date.today().isoformat(), "smoke": smoke, "rows": [], "failed": []}
+    speed.update(cli_s9_seconds=round(seconds, 1), cli_cuda_graph=graphs, cli_epochs=epochs,
+                 command="python benchmarks/full_cifar.py --phases speed ... (gpu_speed.py alone, then the "
+                         "timed CLI run)")
+    speed_json.write_text(json.dumps(speed, indent=1))
 
 
 def select_argv(epochs: int, smoke: bool = False) -> list[str]:
@@ -397,10 +432,12 @@ def main(argv: list[str] | None = None) -> None:
     graphs = use_graphs(args.cuda_graph, RUNS / "speed.json" if args.keep else None, tests_passed)
 
     if "speed" in phases:  # alone on the device
-        speed = [sys.executable, "benchmarks/gpu_speed.py", "--json", str(RUNS / "speed.json")]
+        # one timed epoch per case (the call is short); each case lands in speed.json as it ends
+        speed = [sys.executable, "benchmarks/gpu_speed.py", "--epochs", "1", "--json", str(RUNS / "speed.json")]
         speed += ["--smoke", "--cases", "s8/device"] if smoke else []
+        reserve = 0 if smoke else CLI_RESERVE_SECONDS  # the timed CLI run comes after it
         try:
-            subprocess.run(speed, cwd=ROOT, check=False, timeout=max(30.0, deadline - time.time()),
+            subprocess.run(speed, cwd=ROOT, check=False, timeout=max(30.0, deadline - time.time() - reserve),
                            env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=open(RUNS / "speed.log", "w"),
                            stderr=subprocess.STDOUT)
         except subprocess.TimeoutExpired:
@@ -417,7 +454,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"[plan] the timed S9 run: exit {done.returncode} after {time.time() - start:.1f} s "
                   f"(CUDA graphs {'on' if graphs else 'off'})", flush=True)
             if done.returncode == 0:
-                record_cli_time(RUNS / "speed.json", time.time() - start, graphs, e)
+                record_cli_time(RUNS / "speed.json", time.time() - start, graphs, e, smoke)
             if graphs and done.returncode != 0:  # a graphed run that fails trains nothing else with graphs
                 graphs = False
                 print("[plan] the timed run with CUDA graphs failed: graphs off", flush=True)
@@ -458,10 +495,7 @@ def main(argv: list[str] | None = None) -> None:
         jobs += tuning
         then.append((tuning, follow_up))
     if "notebooks" in phases:  # with the recipes chosen, before the other finals (they run longest)
-        then.insert(0, (all_tuning, lambda: [
-            Job(f"notebook/{nb}", [sys.executable, ".device/execute.py", f"notebooks/{nb}.ipynb"],
-                env={"SMOKE_TEST": "1"} if smoke else {})
-            for nb in ("s9_advanced_convolutions", "s8_normalization")]))
+        then.insert(0, (all_tuning, lambda: notebook_jobs(deadline, smoke)))
     def ended(job: Job) -> None:
         if job.name.startswith("notebook/") and job.proc.returncode == 0:
             notebooks.append(ROOT / "notebooks" / f"{job.name.split('/')[1]}.ipynb")

@@ -113,7 +113,9 @@ def format_table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    """Time every case, print the table, optionally write the rows with the hardware to --json."""
+    """Time every case, print the table, optionally write the rows with the hardware to --json (after each
+    case, so a timeout keeps what was timed). A case that fails is reported and the others still run; the
+    exit status then says so."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--epochs", type=int, default=2, help="timed epochs after the warm-up (default 2)")
     p.add_argument("--cases", nargs="+", default=None,
@@ -127,24 +129,33 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = p.parse_args(argv)
     device = train.get_device(args.device)
     cases = args.cases or [c for c in CASES if device.type == "cuda" or not c.endswith("/graph")]
-    rows = []
     for case in cases:
         session, loader, *extra = case.split("/")
         if session not in ("s8", "s9") or loader not in ("device", "albumentations") \
                 or extra not in ([], ["graph"], ["compile"]) or (extra == ["graph"] and loader != "device"):
             p.error(f"unknown case {case!r}; write session/loader, session/device/graph or session/loader/compile, "
                     f"e.g. s8/device/graph")
-        rows.append(time_case(session, loader, args.epochs, args.data_root, args.smoke, args.device, args.workers,
-                              cuda_graph=extra == ["graph"], compile=extra == ["compile"]))
-        print(json.dumps(rows[-1]), flush=True)
+    rows, failed = [], []
+    for case in cases:
+        session, loader, *extra = case.split("/")
+        try:
+            rows.append(time_case(session, loader, args.epochs, args.data_root, args.smoke, args.device, args.workers,
+                                  cuda_graph=extra == ["graph"], compile=extra == ["compile"]))
+            print(json.dumps(rows[-1]), flush=True)
+        except Exception as error:  # noqa: BLE001  (a failed capture or a CUDA error: the other cases still count)
+            failed.append({"case": case, "error": f"{type(error).__name__}: {error}".splitlines()[0]})
+            print(f"{case}: failed: {failed[-1]['error']}", flush=True)
+        if args.json:
+            Path(args.json).write_text(json.dumps({"hardware": run.hardware_name(device), "torch": torch.__version__,
+                                                   "date": datetime.date.today().isoformat(), "smoke": args.smoke,
+                                                   "epochs_timed": args.epochs, "rows": rows, "failed": failed},
+                                                  indent=1))
     header = (f"{run.hardware_name(device)}, torch {torch.__version__}, "
               f"{'synthetic smoke data' if args.smoke else 'CIFAR-10'}, tuned recipes, "
               f"median of {args.epochs} epoch(s) after a warm-up epoch, {datetime.date.today().isoformat()}")
     print(f"\n{header}\n\n{format_table(rows)}")
-    if args.json:
-        Path(args.json).write_text(json.dumps({"hardware": run.hardware_name(device), "torch": torch.__version__,
-                                               "date": datetime.date.today().isoformat(), "smoke": args.smoke,
-                                               "epochs_timed": args.epochs, "rows": rows}, indent=1))
+    if failed:
+        raise SystemExit(f"{len(failed)} of {len(cases)} cases failed: " + "; ".join(f["case"] for f in failed))
     return rows
 
 

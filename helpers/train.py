@@ -410,9 +410,16 @@ def config_changes(saved: dict | None, config: dict | None, defaults: dict | Non
     return changes
 
 
+# how the optimizer computes its step, not what it computes: they belong to this machine, not to the checkpoint
+_OPTIMIZER_IMPLEMENTATION = ("fused", "foreach", "capturable", "differentiable")
+
+
 def _restore(state: dict, model, optimizer, scheduler, ema) -> list[dict]:
     model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
+    implementation = [{k: group[k] for k in _OPTIMIZER_IMPLEMENTATION if k in group} for group in optimizer.param_groups]
+    optimizer.load_state_dict(state["optimizer"])  # a CPU run's checkpoint would switch off fused SGD on a GPU
+    for group, kept in zip(optimizer.param_groups, implementation):
+        group.update(kept)
     if scheduler is not None and state["scheduler"] is not None:
         scheduler.load_state_dict(state["scheduler"])
     if ema is not None and state["ema"] is not None:

@@ -356,8 +356,50 @@ def test_gpu_speed_rejects_unknown_cases_and_graphs_on_the_cpu():
     for case in ("s8/gpu", "s8/albumentations/graph"):  # graphs need the device loader
         with pytest.raises(SystemExit):
             gpu_speed.main(["--smoke", "--cases", case, "--device", "cpu"])
-    with pytest.raises(ValueError, match="CUDA graphs need a CUDA device"):
+    with pytest.raises(SystemExit, match="1 of 1 cases failed: s8/device/graph"):
         gpu_speed.main(["--smoke", "--epochs", "1", "--cases", "s8/device/graph", "--device", "cpu"])
+
+
+def test_gpu_speed_keeps_the_other_cases_when_one_fails(tmp_path, capsys):
+    """A failing case (here CUDA graphs on the CPU) must not lose the cases timed before and after it: the
+    plan's speed phase reads the JSON, and a timeout can stop the benchmark at any case."""
+    out = tmp_path / "speed.json"
+    with pytest.raises(SystemExit, match="1 of 3 cases failed"):
+        gpu_speed.main(["--smoke", "--epochs", "1", "--cases", "s8/device", "s8/device/graph", "s8/device",
+                        "--device", "cpu", "--json", str(out)])
+    speed = json.loads(out.read_text())
+    assert len(speed["rows"]) == 2 and [f["case"] for f in speed["failed"]] == ["s8/device/graph"]
+    assert "CUDA graphs need a CUDA device" in speed["failed"][0]["error"]
+    assert "s8/device/graph: failed: ValueError" in capsys.readouterr().out
+
+
+def test_gpu_speed_writes_each_case_as_it_ends(tmp_path, monkeypatch):
+    """The plan stops the benchmark at its deadline: what was timed before must already be on disk."""
+    real, calls = gpu_speed.time_case, []
+
+    def stopped_at_the_second(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # what a kill looks like from inside: nothing after it runs
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(gpu_speed, "time_case", stopped_at_the_second)
+    out = tmp_path / "speed.json"
+    with pytest.raises(KeyboardInterrupt):
+        gpu_speed.main(["--smoke", "--epochs", "1", "--cases", "s8/device", "s9/device", "--device", "cpu",
+                        "--json", str(out)])
+    assert [r["session"] for r in json.loads(out.read_text())["rows"]] == ["s8"]
+
+
+def test_the_timed_cli_run_is_kept_without_a_speed_table(tmp_path):
+    speed = tmp_path / "speed.json"
+    full_cifar.record_cli_time(speed, 58.3, False, 20)  # the benchmark ran out of time before writing anything
+    record = json.loads(speed.read_text())
+    assert record["cli_s9_seconds"] == 58.3 and record["smoke"] is False and record["rows"] == []
+    assert "58.3 s from process start" in recipes_benchmark.speed_table(speed)
+    smoke = tmp_path / "smoke.json"
+    full_cifar.record_cli_time(smoke, 3.0, False, 1, smoke=True)
+    assert json.loads(smoke.read_text())["smoke"] is True  # collect() leaves a smoke file out of doc/results
 
 
 def test_full_cifar_plan_runs_only_what_is_not_committed():
@@ -394,10 +436,16 @@ def test_full_cifar_plan_runs_a_candidate_equal_to_the_recipe_once(monkeypatch):
 
 def test_full_cifar_runs_the_cuda_tests_apart_and_stops_a_suite_at_the_deadline(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(full_cifar, "RUNS", tmp_path)
+    monkeypatch.setattr(full_cifar, "SNAPSHOT", tmp_path / "checkout")
     gpu, rest = full_cifar.test_suites()
     # the CUDA tests write the report gpu_tests_passed reads; the rest of the suite leaves them out
     assert "tests/test_gpu.py" in gpu.argv and f"--junitxml={tmp_path / 'pytest.xml'}" in gpu.argv
     assert "--ignore=tests/test_gpu.py" in rest.argv and "tests/test_gpu.py" not in rest.argv
+    # ... and runs in a copy of the checkout, which the tuning's rewrite of helpers/recipes.py does not reach
+    assert rest.cwd == tmp_path / "checkout" and gpu.cwd == ROOT
+    copied = tmp_path / "checkout" / "helpers" / "recipes.py"
+    assert copied.read_text() == (ROOT / "helpers" / "recipes.py").read_text()
+    assert (tmp_path / "checkout" / "pytest.ini").is_file() and not (tmp_path / "checkout" / ".git").exists()
     quick = full_cifar.Job("quick", [sys.executable, "-c", "pass"])
     quick.start()
     full_cifar.finish(quick, time.time() + 60, "test")
@@ -602,3 +650,12 @@ def test_sample_comparison_trains_both_recipes_per_seed(tmp_path):
     assert [f.name for f in candidate] == ["s8-bn-tuned-augment=crop-flip-seed1"]
     made = json.loads((candidate[0] / "run.json").read_text())["config"]["recipe"]
     assert made == recipes.get_recipe("s8", "tuned", "bn", augment="crop-flip").as_dict()
+
+
+def test_full_cifar_starts_the_notebooks_only_when_they_can_finish(capsys):
+    late = full_cifar.notebook_jobs(time.time() + full_cifar.NOTEBOOK_SECONDS / 2)
+    assert late == [] and "notebooks: not started" in capsys.readouterr().out
+    names = [j.name for j in full_cifar.notebook_jobs(time.time() + full_cifar.NOTEBOOK_SECONDS + 60)]
+    assert names == ["notebook/s9_advanced_convolutions", "notebook/s8_normalization"]
+    smoke = full_cifar.notebook_jobs(time.time() + 10, smoke=True)  # synthetic data: seconds
+    assert len(smoke) == 2 and all(j.env == {"SMOKE_TEST": "1"} for j in smoke)

@@ -427,6 +427,20 @@ def test_checkpoint_rng_states_load_onto_the_cpu_whatever_the_map_location(split
     assert torch.equal(torch.get_rng_state(), state["rng_cpu"]) and len(history) == 1
 
 
+def test_resume_keeps_this_machines_fused_sgd(splits, tmp_path):
+    """A checkpoint of a run without fused SGD (a CPU run) resumed where SGD is fused (a GPU): the optimizer
+    keeps its own implementation and takes the checkpoint's state (momentum buffers, lr)."""
+    _run(splits, 1, out_dir=tmp_path)  # make_optimizer's default on the CPU: not fused
+    state = train.load_checkpoint(tmp_path / "checkpoint.pt")
+    assert not state["optimizer"]["param_groups"][0].get("fused")
+    model = models.S8("bn")
+    optimizer = recipes.make_optimizer(model, recipes.get_recipe("s8", "seed"), fused=True)  # CPU fused SGD: torch>=2.4
+    train._restore(state, model, optimizer, None, None)
+    assert optimizer.param_groups[0]["fused"] is True
+    assert optimizer.param_groups[0]["lr"] == state["optimizer"]["param_groups"][0]["lr"]
+    assert len(optimizer.state) == len(state["optimizer"]["state"]) > 0
+
+
 def test_amp_off_never_enters_autocast():
     # torch's autocast refuses a device type it does not support even with enabled=False (Apple's "mps"
     # before torch 2.5 did): with amp off, training and scoring must not ask it at all
