@@ -309,9 +309,10 @@ assert rf.receptive_field(models.S8("bn")) == 44
 # section 5 shows the main ones; the tuning runs are in the repository's `doc/tuning.md`). So
 # the comparison is of each normalization at its best, not of the layer alone.
 # `RECIPE = "seed"` trains as the seed document did, the same way for all three. The tuned
-# recipes also score the test images with **test-time augmentation** (TTA): each image, its
-# mirror image and copies moved by the recipe's `tta_shift` pixels go through the network, and
-# the predicted probabilities are averaged. Each run prints its recipe.
+# recipes also score the test images with **test-time augmentation** (TTA): the network sees
+# each test image and its mirror image, and, with the recipe's `tta_shift` above 0, copies of
+# both moved by that many pixels; the predicted probabilities are averaged (the unshifted pair
+# and the shifted copies weigh half each). Each run prints its recipe.
 #
 # **The loader.** `LOADER = "auto"` picks `"device"` on a CUDA GPU: `helpers.device_data`
 # keeps the whole dataset in GPU memory and augments whole batches there, because a few CPU
@@ -366,12 +367,12 @@ plots.plot_history(histories, title="S8: BatchNorm vs LayerNorm vs GroupNorm");
 plots.plot_lr(histories);
 
 # %% tags=["nbval-ignore-output"]
-rows = ["| norm | peak lr | batch | augmentation | label smoothing | final test acc | final train acc "
-        "| best test acc (epoch; chosen on the test set) | parameters |",
-        "|---|---|---|---|---|---|---|---|---|"]
+rows = ["| norm | peak lr | batch | weight decay | augmentation | label smoothing | final test acc "
+        "| final train acc | best test acc (epoch; chosen on the test set) | parameters |",
+        "|---|---|---|---|---|---|---|---|---|---|"]
 for label, result in results.items():
     best, last, r = train.best_epoch(result.history), result.history[-1], result.recipe
-    rows.append(f"| {label} | {r.lr:g} | {r.batch_size} | {r.augment} | {r.label_smoothing:g} "
+    rows.append(f"| {label} | {r.lr:g} | {r.batch_size} | {r.weight_decay:g} | {r.augment} | {r.label_smoothing:g} "
                 f"| {last['test_acc']:.2f} % | {last['train_acc']:.2f} % "
                 f"| {best['test_acc']:.2f} % ({best['epoch']}) | {models.count_parameters(result.model):,} |")
 display(Markdown("\n".join(rows)))
@@ -401,9 +402,10 @@ display(Markdown("\n".join(rows)))
 #   augmented images, while the weights still change; test accuracy is measured afterwards, on
 #   clean images (and with test-time augmentation in the tuned recipe).
 # * The first columns show what else differs between the rows under the tuned recipe: the
-#   peak learning rate together with the batch size (a smaller batch takes more, smaller
-#   steps), the augmentation and the label smoothing. Part of a gap between two rows may come
-#   from these; `RECIPE = "seed"` removes them.
+#   peak learning rate together with the batch size (a smaller batch makes more steps per
+#   epoch, and its learning rate is scaled down with it), the weight decay, the augmentation
+#   and the label smoothing. Part of a gap between two rows may come from these;
+#   `RECIPE = "seed"` removes them.
 
 # %% [markdown]
 # ## 6. Normalization by hand
@@ -471,12 +473,15 @@ for name, (by_hand, layer) in checks.items():
 # statistics that the layer kept while training (each training batch moves them by a fraction,
 # the layer's `momentum`, 0.1 by default). One detail: PyTorch keeps the running variance
 # unbiased (divided by n − 1) while it normalizes a training batch with the biased one (divided
-# by n), as we did above. By hand, with the trained layer's running averages:
+# by n), as we did above. By hand, with the trained layer's running averages (a fresh copy: the
+# check above ran our copy in training mode, and that moved its running averages towards this
+# batch's statistics):
 
 # %%
-trained_bn.eval()  # from now on: running averages instead of the batch's statistics
+trained_bn = copy.deepcopy(results["BN"].model.features[0][1]).float().cpu().eval()  # eval: running averages
 running_mean = trained_bn.running_mean.view(1, C, 1, 1)
 running_var = trained_bn.running_var.view(1, C, 1, 1)
+gamma, beta = trained_bn.weight.view(1, C, 1, 1), trained_bn.bias.view(1, C, 1, 1)
 with torch.no_grad():
     bn_eval_by_hand = gamma * (x - running_mean) / torch.sqrt(running_var + eps) + beta
     expected = trained_bn(x)

@@ -435,7 +435,8 @@ assert rf.receptive_field(s9) == 77
 # augmentation, but weight decay and label smoothing added) and fits a OneCycle schedule to the
 # epoch budget. It also scores the test images with **test-time augmentation** (TTA): each
 # image and its mirror image go through the network and their predicted probabilities are
-# averaged (with the recipe's `tta_shift` above 0, also copies moved by that many pixels). The run prints its recipe; the repository's `doc/tuning.md` shows how it was chosen.
+# averaged (with the recipe's `tta_shift` above 0, also copies of both moved by that many
+# pixels, weighing half). The run prints its recipe; the repository's `doc/tuning.md` shows how it was chosen.
 #
 # **The loader.** `LOADER = "auto"` picks `"device"` on a CUDA GPU: `helpers.device_data`
 # keeps the whole dataset in GPU memory and augments whole batches there, because a few CPU
