@@ -72,8 +72,9 @@ VALIDATION = "CIFAR-10: 45000 train / 5000 validation (last 10 % of train) image
 # Seconds the two notebooks need on a shared H200 (S8: three 20-epoch runs one after another, about 3.3 s an
 # epoch alone; S9: two, about 4.5 s), with margin for sharing the GPU with the finals.
 NOTEBOOK_SECONDS = 360
-# Seconds kept for the timed 20-epoch S9 run after the speed benchmark (about 4.5 s an epoch before the speed work)
-CLI_RESERVE_SECONDS = 100
+# Seconds kept for the timed 20-epoch S9 run after the speed benchmark: about 4.5 s an epoch before the speed
+# work, plus some 30 s of start-up, data loading and figures (52 s in all, 20 x 1.05 s of it epochs, once timed)
+CLI_RESERVE_SECONDS = 130
 
 
 class Job:
@@ -312,8 +313,9 @@ def say_gpu_tests() -> bool:
 
 
 def use_graphs(choice: str, speed_json: Path | None, tests_passed: bool | None) -> bool:
-    """--cuda-graph on / off, or auto: on when the CUDA tests all passed and the speed results show
-    every session's training epoch faster with CUDA graphs than without."""
+    """--cuda-graph on / off, or auto: on when the CUDA tests all passed and the speed results show the
+    training epoch faster with CUDA graphs than without for every session timed both ways (at least one:
+    a short call may have timed S9's pair alone, which comes first)."""
     if choice != "auto":
         return choice == "on"
     if tests_passed is not True or speed_json is None or not speed_json.is_file():
@@ -321,7 +323,8 @@ def use_graphs(choice: str, speed_json: Path | None, tests_passed: bool | None) 
     rows = json.loads(speed_json.read_text())["rows"]
     plain = {r["session"]: r["train_s"] for r in rows if r["loader"] == "device" and not r.get("cuda_graph")}
     graphed = {r["session"]: r["train_s"] for r in rows if r["loader"] == "device" and r.get("cuda_graph")}
-    return bool(graphed) and set(graphed) == set(plain) and all(graphed[k] < plain[k] for k in plain)
+    both = set(plain) & set(graphed)
+    return bool(both) and all(graphed[k] < plain[k] for k in both)
 
 
 def record_cli_time(speed_json: Path, seconds: float, graphs: bool, epochs: int = 20, smoke: bool = False) -> None:

@@ -552,6 +552,7 @@ def test_full_cifar_uses_cuda_graphs_only_where_they_were_timed_faster(tmp_path)
                 {"session": "s9", "loader": "device", "cuda_graph": True, "train_s": s9_graph},
                 {"session": "s8", "loader": "device", "cuda_graph": True, "train_s": s8_graph},
                 {"session": "s9", "loader": "albumentations", "cuda_graph": False, "train_s": 3.6}]
+        rows = [r for r in rows if r["train_s"] is not None]  # None: the call ended before that case
         path = tmp_path / "speed.json"
         path.write_text(json.dumps({"rows": rows}))
         return path
@@ -559,6 +560,10 @@ def test_full_cifar_uses_cuda_graphs_only_where_they_were_timed_faster(tmp_path)
     assert not full_cifar.use_graphs("auto", speed(1.1, 0.5), True)       # slower for S9
     assert not full_cifar.use_graphs("auto", speed(0.9, 0.5), False)      # the tests failed
     assert not full_cifar.use_graphs("auto", tmp_path / "missing.json", None)
+    assert full_cifar.use_graphs("auto", speed(0.9, None), True)       # S9's pair alone (it is timed first)
+    assert not full_cifar.use_graphs("auto", speed(1.1, None), True)
+    assert not full_cifar.use_graphs("auto", speed(None, None), True)  # no graphed case timed
+    assert gpu_speed.CASES[:2] == ("s9/device", "s9/device/graph")
     assert full_cifar.use_graphs("on", None, False) and not full_cifar.use_graphs("off", speed(0.1, 0.1), True)
 
 

