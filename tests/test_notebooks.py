@@ -135,15 +135,18 @@ def test_compared_cells_state_the_course_numbers(name):
                        and IGNORE not in c.metadata.get("tags", []) for o in c.outputs)
     expected = {"s8_normalization": ["46,064 trainable parameters", "receptive field of the last convolution: 44",
                                      "nn.BatchNorm2d(16), training mode", "nn.GroupNorm(1, 16)", "nn.GroupNorm(2, 16)",
-                                     "BN, training mode: same output in a batch of 2 and of 128? False"],
+                                     "BN, training mode: same output in a batch of 2 and of 128? False",
+                                     "eval mode: gamma * (x - running_mean) / sqrt(running_var + eps) + beta"],
                 "s9_advanced_convolutions": ["171,840 trainable parameters",
                                              "receptive field of the last convolution: 77",
-                                             "C*9+C*C_out =  4,672", "0 with stride > 1"]}[name]
+                                             "C*9+C*C_out =  4,672", "0 with stride > 1",
+                                             "3 x conv3x3, dilation 2                  reaches   49 input pixels",
+                                             "all four S9 blocks                       reaches 1024 input pixels"]}[name]
     for text in expected:
         assert text in compared
-    if name == "s8_normalization":  # every hand-computed normalization matches its layer
+    if name == "s8_normalization":  # every hand-computed normalization matches its layer (eval mode too)
         checks = [line for line in compared.splitlines() if " == " in line]
-        assert len(checks) == 4 and all(" True " in line for line in checks), checks
+        assert len(checks) == 5 and all(" True " in line for line in checks), checks
 
 
 # --------------------------------------------------------------------------- the Colab setup cell
