@@ -43,7 +43,6 @@ counts its runs as done and restores the recipes.py the earlier call chose.
 from __future__ import annotations
 
 import argparse
-import datetime
 import importlib
 import json
 import os
@@ -59,10 +58,9 @@ from xml.etree import ElementTree
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import torch  # noqa: E402
-
+from benchmarks import gpu_speed  # noqa: E402
 from benchmarks import select_recipes as sel  # noqa: E402
-from helpers import recipes, run, train  # noqa: E402
+from helpers import recipes, train  # noqa: E402
 
 RUNS = ROOT / "runs" / "gpu"
 SNAPSHOT = ROOT / "runs" / "suite-checkout"  # where the non-CUDA half of the test suite runs (test_suites)
@@ -336,8 +334,7 @@ def record_cli_time(speed_json: Path, seconds: float, graphs: bool, epochs: int 
     if speed_json.is_file():
         speed = json.loads(speed_json.read_text())
     else:
-        speed = {"hardware": run.hardware_name(train.get_device("auto")), "torch": torch.__version__,
-                 "date": datetime.date.today().isoformat(), "smoke": smoke, "rows": [], "failed": []}
+        speed = gpu_speed.speed_record(train.get_device("auto"), smoke, 0, [], [])
     speed.update(cli_s9_seconds=round(seconds, 1), cli_cuda_graph=graphs, cli_epochs=epochs,
                  command="python benchmarks/full_cifar.py --phases speed ... (gpu_speed.py alone, then the "
                          "timed CLI run)")

@@ -115,6 +115,12 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def speed_record(device: torch.device, smoke: bool, epochs: int, rows: list[dict], failed: list[dict]) -> dict:
+    """What --json holds: the timed rows, the failed cases, and the hardware, torch version and date."""
+    return {"hardware": run.hardware_name(device), "torch": torch.__version__, "date": datetime.date.today().isoformat(),
+            "smoke": smoke, "epochs_timed": epochs, "rows": rows, "failed": failed}
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     """Time every case, print the table, optionally write the rows with the hardware to --json (after each
     case, so a timeout keeps what was timed). A case that fails is reported and the others still run; the
@@ -132,15 +138,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = p.parse_args(argv)
     device = train.get_device(args.device)
     cases = args.cases or [c for c in CASES if device.type == "cuda" or not c.endswith("/graph")]
-    for case in cases:
-        session, loader, *extra = case.split("/")
+    parsed = [(case, *case.split("/")) for case in cases]
+    for case, session, loader, *extra in parsed:
         if session not in ("s8", "s9") or loader not in ("device", "albumentations") \
                 or extra not in ([], ["graph"], ["compile"]) or (extra == ["graph"] and loader != "device"):
             p.error(f"unknown case {case!r}; write session/loader, session/device/graph or session/loader/compile, "
                     f"e.g. s8/device/graph")
     rows, failed = [], []
-    for case in cases:
-        session, loader, *extra = case.split("/")
+    for case, session, loader, *extra in parsed:
         try:
             rows.append(time_case(session, loader, args.epochs, args.data_root, args.smoke, args.device, args.workers,
                                   cuda_graph=extra == ["graph"], compile=extra == ["compile"]))
@@ -150,9 +155,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             print(f"{case}: failed: {failed[-1]['error']}", flush=True)
         if args.json:  # whole or not at all: the plan may stop this process at any moment
             tmp = Path(f"{args.json}.tmp")
-            tmp.write_text(json.dumps({"hardware": run.hardware_name(device), "torch": torch.__version__,
-                                       "date": datetime.date.today().isoformat(), "smoke": args.smoke,
-                                       "epochs_timed": args.epochs, "rows": rows, "failed": failed}, indent=1))
+            tmp.write_text(json.dumps(speed_record(device, args.smoke, args.epochs, rows, failed), indent=1))
             os.replace(tmp, args.json)
     header = (f"{run.hardware_name(device)}, torch {torch.__version__}, "
               f"{'synthetic smoke data' if args.smoke else 'CIFAR-10'}, tuned recipes, "

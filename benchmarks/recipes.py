@@ -212,7 +212,7 @@ def speed_table(path: Path = RESULTS / "gpu_speed.json") -> str:
     speed = json.loads(path.read_text())
     lines = [f"{speed['hardware']}, torch {speed['torch']}, {speed['date']}; full CIFAR-10 (JPEG copy), the tuned "
              f"recipes as they were then (batch column), one run alone on the GPU, median of "
-             f"{speed.get('epochs_timed', '?')} epochs after a warm-up epoch, CUDA-event timing:", "",
+             f"{speed['epochs_timed']} epochs after a warm-up epoch, CUDA-event timing:", "",
              gpu_speed.format_table(speed["rows"]) if speed["rows"] else "(no case was timed)"]
     if speed.get("failed"):
         lines += ["", "Failed: " + "; ".join(f"`{f['case']}` ({f['error']})" for f in speed["failed"]) + "."]
