@@ -55,11 +55,13 @@ def dataset_figures(root: str | None) -> None:
                       save=str(DOC / "dataset_images.png"))
     mean, std = data.mean_std(split.images)
     image = split.images[7]
-    for session, transforms in (("S8", data.s8_preview_transforms(mean, std)),
-                                ("S9", data.s9_preview_transforms(mean, std))):
+    # S9 in the shift-scale-rotate ranges of the seed document's code, which its seed recipe trains with
+    s9_transforms = data.s9_preview_transforms(mean, std, **dict(data.S9_SEED_CODE_RANGES))
+    for session, transforms, pipeline in (("S8", data.s8_preview_transforms(mean, std), "the seed document describes"),
+                                          ("S9", s9_transforms, "the seed recipe trains with")):
         plots.show_image_rows(_preview_rows(image, transforms, mean, std),
                               title=f"{session} augmentations: each one applied for certain, then the pipeline "
-                                    f"the seed document describes (8 random draws per row)",
+                                    f"{pipeline} (8 random draws per row)",
                               save=str(DOC / f"{session.lower()}_augmentations.png"))
     plt.close("all")
     print(f"dataset figures from {len(split)} training images; mean {tuple(round(m, 4) for m in mean)}, "

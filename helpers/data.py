@@ -33,6 +33,7 @@ import io
 import os
 import pickle
 import random
+import shutil
 import tarfile
 import warnings
 import zlib
@@ -304,10 +305,13 @@ def ensure_cifar10(root: str | os.PathLike | None = None, download: bool = True)
         except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
             raise CifarDataError(f"{root / ARCHIVE} is corrupt ({e}); delete it and download again.") from None
     elif download:
+        new_folder = next((p for p in reversed([root, *root.parents]) if not p.exists()), None)
         try:
             download_and_extract_archive(CIFAR10.url, str(root), filename=CIFAR10.filename,
                                          md5=CIFAR10.tgz_md5)
         except Exception as e:  # URLError, timeouts, md5 mismatch: all mean "no data"
+            if new_folder is not None:  # made for the download (a mistyped path): leave nothing behind
+                shutil.rmtree(new_folder, ignore_errors=True)
             raise CifarDataError(_missing_message(root, f"{type(e).__name__}: {e}")) from None
     else:
         raise CifarDataError(_missing_message(root, "download=False"))

@@ -136,8 +136,11 @@ def get_recipe(session: str, name: str = "seed", norm: str = "bn", **overrides) 
     chosen = _SEED[session] if name == "seed" else _TUNED[key]
     fields_ = {**chosen, **{k: v for k, v in overrides.items() if v is not None}, **{k: None for k in set_none}}
     recipe = replace(_BASE[(session, name)], **fields_)
-    if not isinstance(recipe.lr, (int, float)) or not recipe.lr > 0:
-        raise ValueError(f"the learning rate must be positive, got {recipe.lr}")
+    if isinstance(recipe.lr, bool) or not isinstance(recipe.lr, (int, float)) or not recipe.lr > 0:
+        raise ValueError(f"the learning rate must be a positive number, got {recipe.lr!r}")
+    for field in (f.name for f in fields(Recipe) if f.type in ("bool", bool)):  # "no" would count as true
+        if not isinstance(getattr(recipe, field), bool):
+            raise ValueError(f"{field} must be true or false, got {getattr(recipe, field)!r}")
     if not isinstance(recipe.batch_size, int) or recipe.batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {recipe.batch_size!r}")
     for field, choices in FIELD_CHOICES.items():

@@ -171,7 +171,7 @@ def prepare_run(session: str, norm: str = "bn", recipe: str | recipes.Recipe = "
     config = run_config(session, norm, recipe, seed, loader, epochs, train_split, test_split, smoke, validation)
     if verbose:
         tag = f"{session}-{norm}" if session == "s8" else session
-        print(f"{tag}, recipe {recipe.name}: {config['data'].split(': ', 1)[1]}, {epochs} epochs on "
+        print(f"{tag}, recipe {recipe.name}: {config['data'].split(': ', 1)[1]}, {epochs} epoch{'s' if epochs != 1 else ''} on "
               f"{hardware_name(device)}, {loader} loader{', bf16 autocast' if amp else ''}")
     train_loader, test_loader = make_loaders(recipe, train_split, test_split, mean, std, loader, device,
                                              seed, workers)
@@ -354,6 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def redraw_figures(run_dir: Path, data_root: str | None, device: str) -> list[Path]:
     """The figures of the finished run in ``run_dir``, drawn again from its checkpoint."""
+    if not (run_dir / "checkpoint.pt").is_file():
+        raise ValueError(f"no run to draw in {run_dir}: it holds no checkpoint.pt (the folder a run was saved to)")
     state = train.load_checkpoint(run_dir / "checkpoint.pt")
     config = state.get("config") or {}
     if "session" not in config:
@@ -420,8 +422,7 @@ def main(argv: list[str] | None = None) -> float:
         sys.exit(f"error: {e}")
     except KeyboardInterrupt:
         if (out / "checkpoint.pt").exists():
-            print(f"interrupted: the last completed epoch is saved in {out}; rerun with --resume to continue",
-                  file=sys.stderr)
+            print("to continue, rerun the same command with --resume", file=sys.stderr)
         else:
             print("interrupted before the first epoch ended: nothing was saved", file=sys.stderr)
         sys.exit(130)

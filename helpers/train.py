@@ -183,9 +183,11 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
             clock[b] = time.perf_counter()
             if len(clock) == 2:
                 per_batch = (clock[timed[1]] - clock[timed[0]]) / (timed[1] - timed[0])
-                minutes = per_batch * n_batches * estimate_epochs / 60
+                total = per_batch * n_batches * estimate_epochs
+                about = f"{total / 60:.1f} min" if total >= 60 else f"{total:.0f} s"
                 print(f"estimate from the first {timed[1]} batches: {per_batch * n_batches:.0f} s of training "
-                      f"per epoch, about {minutes:.1f} min for {estimate_epochs} epoch(s) (evaluation not included)")
+                      f"per epoch, about {about} for {estimate_epochs} epoch{'s' if estimate_epochs != 1 else ''} "
+                      f"(evaluation not included)")
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         loss, log_probs = loss_fn.step(x, y)
         optimizer.zero_grad(set_to_none=True)
@@ -513,7 +515,7 @@ def fit(model: nn.Module, train_loader: Iterable, test_loader: Iterable, optimiz
         if verbose:
             kept = ""
             if ckpt:
-                kept = (f"; epoch {len(history)} is saved in {out_dir}, continue with resume" if history
+                kept = (f"; epoch {len(history)} is saved in {out_dir} (resume=True goes on from it)" if history
                         else "; no epoch had completed, nothing is saved")
             print(f"interrupted during epoch {epoch}{kept}")
         raise

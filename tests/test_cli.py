@@ -65,6 +65,8 @@ def test_validation_runs_score_the_last_tenth_of_the_training_images_and_say_so(
     (["s8", "--set", "lr"], "--set takes field=value"),
     (["s8", "--set", "colour=red"], "unknown recipe field(s) colour"),
     (["s8", "--set", "augment=crop_flip"], "unknown augment 'crop_flip'"),
+    (["s8", "--set", "tta=off"], "tta must be true or false, got 'off'"),
+    (["s8", "--set", "lr=abc"], "the learning rate must be a positive number, got 'abc'"),
     (["s8", "--cuda-graph", "--device", "cpu"], "--cuda-graph needs a CUDA GPU"),
 ])
 def test_bad_arguments_exit_with_one_line(args, message, capsys):
@@ -79,13 +81,15 @@ def test_bad_arguments_exit_with_one_line(args, message, capsys):
 def test_missing_data_offline_exits_with_the_data_error(tmp_path, monkeypatch):
     import torchvision.datasets.utils as tv_utils
 
-    def offline(*args, **kwargs):
+    def offline(url, download_root, *args, **kwargs):
+        Path(download_root).mkdir(parents=True, exist_ok=True)  # as torchvision does before it downloads
         raise urllib.error.URLError("no network")
 
     monkeypatch.setattr(tv_utils, "download_and_extract_archive", offline)
     with pytest.raises(SystemExit) as exit_:
         run.main(["s8", "--data-root", str(tmp_path / "empty"), "--out", str(tmp_path / "o")])
     assert str(exit_.value.code).startswith("error: CIFAR-10 not found under")
+    assert not (tmp_path / "empty").exists()  # a mistyped --data-root leaves no empty folder behind
     assert "cifar-10-python.tar.gz" in str(exit_.value.code)
     assert not (tmp_path / "o" / "history.json").exists()  # nothing was trained on fake data
 
@@ -159,6 +163,7 @@ def test_figures_command_redraws_a_finished_run(tmp_path):
     assert (out / "curves.png").is_file() and (out / "confusion.png").is_file()
     missing = _cli("figures", str(tmp_path / "nothing"), cwd=tmp_path)
     assert missing.returncode == 1 and missing.stderr.strip().startswith("error:") and "Traceback" not in missing.stderr
+    assert "no run to draw in" in missing.stderr and "holds no checkpoint.pt" in missing.stderr
     # a run trained on other images than those found now: refused, not drawn from the wrong images
     state = train.load_checkpoint(out / "checkpoint.pt")
     state["config"]["data"] = "synthetic: 999 train / 99 test images"
@@ -174,7 +179,7 @@ def test_ctrl_c_says_whether_an_epoch_was_saved(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(run, "train_course_net", interrupted)
     out = tmp_path / "out"
-    for saved, message in ((False, "nothing was saved"), (True, "rerun with --resume to continue")):
+    for saved, message in ((False, "nothing was saved"), (True, "to continue, rerun the same command with --resume")):
         if saved:
             out.mkdir()
             (out / "checkpoint.pt").write_bytes(b"an epoch")

@@ -83,6 +83,11 @@ def test_unknown_fields_and_none_overrides():
     ("tta_shift", 1.5, "tta_shift must be a whole number of pixels from 0 to 4"),
     # the tuned recipes use Nesterov, which torch.optim.SGD refuses without momentum, after the data has loaded
     ("momentum", 0, "Nesterov momentum needs a momentum above 0; set nesterov=false as well"),
+    # --set tta=no arrives as the string "no", which Python counts as true: it switched TTA on
+    ("tta", "no", "tta must be true or false, got 'no'"),
+    ("nesterov", "maybe", "nesterov must be true or false, got 'maybe'"),
+    ("lr", "abc", "the learning rate must be a positive number, got 'abc'"),
+    ("lr", True, "the learning rate must be a positive number, got True"),
 ])
 def test_out_of_range_fields_are_refused_when_the_recipe_is_made(field, value, message):
     with pytest.raises(ValueError, match=message):

@@ -395,7 +395,7 @@ def test_bad_arguments_are_explained(splits):
     with pytest.raises(ValueError, match="auto, cpu, cuda, mps"):
         train.get_device("tpu")
     assert train.get_device("cpu").type == "cpu" and train.get_device("auto").type in ("cpu", "cuda", "mps")
-    with pytest.raises(ValueError, match="learning rate must be positive"):
+    with pytest.raises(ValueError, match="learning rate must be a positive number"):
         recipes.get_recipe("s8", "seed", lr=-0.1)
     with pytest.raises(ValueError, match="seed, tuned"):
         recipes.get_recipe("s8", "fast")
