@@ -208,7 +208,8 @@ def train_course_net(session: str, norm: str = "bn", recipe: str | recipes.Recip
                         label_smoothing=p.recipe.label_smoothing, ema_decay=p.recipe.ema_decay, tta=p.recipe.tta,
                         amp=p.amp, out_dir=None if out is None else str(out), resume=resume, progress=progress,
                         verbose=verbose, config=p.config, cuda_graph=p.cuda_graph, tta_shift=p.recipe.tta_shift,
-                        config_defaults={"recipe": recipes.field_defaults()})
+                        config_defaults={"recipe": recipes.field_defaults()},
+                        scored_on="validation" if validation else "test")
     result = RunResult(**vars(p), history=history, out=None if out is None else Path(out),
                        seconds=time.perf_counter() - start)
     if out is not None:

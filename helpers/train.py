@@ -440,7 +440,7 @@ def fit(model: nn.Module, train_loader: Iterable, test_loader: Iterable, optimiz
         ema_decay: float | None = None, tta: bool = False, amp: bool = False, out_dir: str | None = None,
         resume: bool = False, progress: bool = True, verbose: bool = True,
         channels_last: bool = True, config: dict | None = None, cuda_graph: bool = False,
-        tta_shift: int = 0, config_defaults: dict | None = None) -> list[dict]:
+        tta_shift: int = 0, config_defaults: dict | None = None, scored_on: str = "test") -> list[dict]:
     """Train for ``epochs`` epochs and return the history (see the module docstring).
 
     ``ema_decay`` evaluates an exponential moving average of the weights, and the model ends
@@ -453,7 +453,8 @@ def fit(model: nn.Module, train_loader: Iterable, test_loader: Iterable, optimiz
     ``channels_last`` stores the model's weights as N,H,W,C on a CPU or CUDA device, which
     makes its convolutions faster (about 1.4x for the S9 net on a CPU); results are the same
     up to float rounding. ``cuda_graph`` (CUDA only) replays each training step's forward and
-    backward as CUDA graphs (``TrainingLoss``); the model itself is left as it is.
+    backward as CUDA graphs (``TrainingLoss``); the model itself is left as it is. ``scored_on``
+    names the split that ``test_loader`` holds in the epoch lines (e.g. "validation").
     """
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
@@ -507,7 +508,7 @@ def fit(model: nn.Module, train_loader: Iterable, test_loader: Iterable, optimiz
                                                    round(seconds, 3)))))
             if verbose:
                 print(f"epoch {epoch:2d}  lr {lr:.4f}  train loss {train_loss:.3f} acc {train_acc:5.2f}%  "
-                      f"test loss {test_loss:.3f} acc {test_acc:5.2f}%  {seconds:.1f} s")
+                      f"{scored_on} loss {test_loss:.3f} acc {test_acc:5.2f}%  {seconds:.1f} s")
             if ckpt is not None:
                 save_checkpoint(ckpt, model, optimizer, scheduler, history, ema, config)
                 save_history(history, hist_path)

@@ -51,6 +51,8 @@ def test_validation_runs_score_the_last_tenth_of_the_training_images_and_say_so(
     assert result.stdout.strip().splitlines()[-1].startswith(
         f"final validation accuracy {record['history'][-1]['test_acc']:.2f}% (best ")
     assert "selected on the validation set" in result.stdout
+    epoch_line = next(line for line in result.stdout.splitlines() if line.startswith("epoch  1"))
+    assert "validation loss" in epoch_line and "test" not in epoch_line  # every line names the split it scores
 
 
 @pytest.mark.parametrize("args, message", [
