@@ -288,6 +288,8 @@ def parse_settings(pairs: list[str]) -> dict:
     return settings
 
 
+DATA_ROOT_HELP = ("folder holding cifar-10-batches-py/ or cifar-10-python.tar.gz, or the batches folder itself "
+                  "(default: $CIFAR10_ROOT, else ./data)")
 EXAMPLES = """examples:
   python -m helpers.run s8 --smoke                       seconds: synthetic data, checks the set-up
   python -m helpers.run s8 --epochs 2                    S8 with BatchNorm, 2 epochs of real CIFAR-10
@@ -312,8 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--lr", type=_positive(float), default=None, help="default: the recipe's")
     common.add_argument("--set", nargs="+", default=[], metavar="FIELD=VALUE",
                         help="change recipe fields, e.g. --set weight_decay=1e-4 augment=flip dropout=none")
-    common.add_argument("--data-root", default=None,
-                        help="folder holding cifar-10-batches-py/ (default: $CIFAR10_ROOT, else ./data)")
+    common.add_argument("--data-root", default=None, help=DATA_ROOT_HELP)
     common.add_argument("--out", default=None, help="output folder (default: runs/s8-<norm>-<recipe> or runs/s9-<recipe>)")
     common.add_argument("--seed", type=int, default=1, help="random seed (default: %(default)s)")
     common.add_argument("--device", choices=train.DEVICES, default="auto",
@@ -348,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Draw curves, lr, misclassified and confusion figures of a finished run "
                                      "again from its folder, without training.")
     fig.add_argument("run_dir", help="a run folder holding checkpoint.pt (e.g. runs/s9-tuned)")
-    fig.add_argument("--data-root", default=None, help="folder holding cifar-10-batches-py/")
+    fig.add_argument("--data-root", default=None, help=DATA_ROOT_HELP)
     fig.add_argument("--device", choices=train.DEVICES, default="auto", help="where to evaluate")
     return p
 

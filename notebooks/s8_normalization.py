@@ -209,7 +209,8 @@ plots.show_image_rows({f"{classes[train_split.labels[i]]} #{i}":
 # `P` a 2×2 max-pool, `GAP` global average pooling and `c10` a 1×1 convolution to the 10
 # classes, followed by log-softmax. `models.S8(norm)` builds it with `norm` = `"bn"`, `"ln"` or
 # `"gn"`. The summary (from `helpers.summary`, built on torchinfo) lists every layer with its
-# output shape:
+# output shape. (torchinfo 1.8.0 labels its multiply-add count "(Units.MEGABYTES)", a known bug
+# of its own: read it as millions of multiply-adds per image.)
 
 # %% tags=["nbval-ignore-output"]
 print(summary.model_summary(models.S8("bn")))

@@ -334,7 +334,8 @@ print(inspect.getsource(models.DepthwiseSeparable))
 # convolution, after the depthwise part); then global average pooling, a 1×1 convolution to
 # 10 channels and log-softmax. Blocks 1–2 keep 64 channels at 32×32; blocks 3–4 use 32 channels
 # and unpadded 3×3 convolutions (32 → 30 → 28 → 26 → 24). The dilated layers are padded to keep
-# their input size.
+# their input size. (torchinfo 1.8.0 labels its multiply-add count "(Units.MEGABYTES)", a known
+# bug of its own: read it as millions of multiply-adds per image.)
 
 # %% tags=["nbval-ignore-output"]
 print(summary.model_summary(s9))
