@@ -171,8 +171,9 @@ def prepare_run(session: str, norm: str = "bn", recipe: str | recipes.Recipe = "
     config = run_config(session, norm, recipe, seed, loader, epochs, train_split, test_split, smoke, validation)
     if verbose:
         tag = f"{session}-{norm}" if session == "s8" else session
-        print(f"{tag}, recipe {recipe.name}: {config['data'].split(': ', 1)[1]}, {epochs} epoch{'s' if epochs != 1 else ''} on "
-              f"{hardware_name(device)}, {loader} loader{', bf16 autocast' if amp else ''}")
+        print(f"{tag}, recipe {recipe.name}: {config['data'].split(': ', 1)[1]}, "
+              f"{epochs} epoch{'s' if epochs != 1 else ''} on {hardware_name(device)}, {loader} loader"
+              f"{', bf16 autocast' if amp else ''}")
     train_loader, test_loader = make_loaders(recipe, train_split, test_split, mean, std, loader, device,
                                              seed, workers)
     model = models.build_model(session, norm, recipe.dropout).to(device)
