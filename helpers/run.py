@@ -363,9 +363,13 @@ def redraw_figures(run_dir: Path, data_root: str | None, device: str) -> list[Pa
     config = state.get("config") or {}
     if "session" not in config:
         raise ValueError(f"{run_dir / 'checkpoint.pt'} holds no run config; it was not written by helpers.run")
+    smoke = config["data"].startswith("synthetic")
+    if smoke and data_root is not None:
+        print(f"{run_dir} is a --smoke run: its synthetic images are made again, --data-root is not used",
+              file=sys.stderr)
     p = prepare_run(config["session"], config["norm"] or "bn", recipes.Recipe(**config["recipe"]),
                     epochs=config.get("onecycle_epochs") or 1, data_root=data_root, out=run_dir, seed=config["seed"],
-                    device=device, loader=config["loader"], workers=0, smoke=config["data"].startswith("synthetic"),
+                    device=device, loader=config["loader"], workers=0, smoke=smoke,
                     validation="validation" in config["data"], verbose=False)
     if p.config["data"] != config["data"]:  # figures of other images would be silently wrong
         raise ValueError(f"{run_dir} was trained on {config['data']}, but the data found now is "

@@ -160,9 +160,10 @@ def test_figures_command_redraws_a_finished_run(tmp_path):
     run.main(["s8", "--smoke", "--out", str(out), "--no-progress", "--device", "cpu"])
     for name in ("curves.png", "confusion.png"):
         (out / name).unlink()
-    result = _cli("figures", str(out), "--device", "cpu", cwd=tmp_path)
+    result = _cli("figures", str(out), "--device", "cpu", "--data-root", str(tmp_path / "cifar"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (out / "curves.png").is_file() and (out / "confusion.png").is_file()
+    assert "is a --smoke run: its synthetic images are made again, --data-root is not used" in result.stderr
     missing = _cli("figures", str(tmp_path / "nothing"), cwd=tmp_path)
     assert missing.returncode == 1 and missing.stderr.strip().startswith("error:") and "Traceback" not in missing.stderr
     assert "no run to draw in" in missing.stderr and "holds no checkpoint.pt" in missing.stderr
