@@ -191,16 +191,12 @@ def test_ctrl_c_says_whether_an_epoch_was_saved(tmp_path, monkeypatch, capsys):
         assert exit_.value.code == 130 and message in capsys.readouterr().err
 
 
-def test_figures_are_scored_with_the_runs_autocast(tmp_path, monkeypatch):
+def test_figures_are_scored_with_the_runs_autocast(tmp_path, watch_autocast):
     """Issue 14: bf16 autocast serves training, evaluation and the figures alike. Forced on here (the CPU
     has bf16 autocast too); the figures' predictions must enter it, as the history's evaluation did."""
     result = run.train_course_net("s8", "bn", "seed", epochs=1, smoke=True, device="cpu", amp=True,
                                   progress=False, verbose=False)
     assert result.amp
-    entered = []
-    real = train.bf16_autocast
-    monkeypatch.setattr(train, "bf16_autocast",
-                        lambda device_type, enabled, cache_enabled=True:
-                        entered.append(enabled) or real(device_type, enabled, cache_enabled))
+    entered = watch_autocast()
     paths = run.write_figures(result, tmp_path, "s8")
-    assert entered and all(entered) and all(p.stat().st_size > 0 for p in paths)
+    assert entered and all(enabled for _, enabled in entered) and all(p.stat().st_size > 0 for p in paths)

@@ -60,7 +60,7 @@ def test_device_loader_on_cuda_gives_static_channels_last_batches():
 
 
 @cuda
-def test_bf16_autocast_trains_and_the_figures_use_it(tmp_path, monkeypatch):
+def test_bf16_autocast_trains_and_the_figures_use_it(tmp_path, watch_autocast):
     result = run.train_course_net("s9", recipe="tuned", epochs=1, smoke=True, device="cuda", progress=False,
                                   verbose=False, batch_size=64, out=tmp_path / "r")
     assert result.amp and result.config["loader"] == "device"
@@ -69,10 +69,7 @@ def test_bf16_autocast_trains_and_the_figures_use_it(tmp_path, monkeypatch):
         conv_out = result.model.blocks[0][0][0](x)
     assert conv_out.dtype == torch.bfloat16
     assert all(torch.isfinite(torch.tensor(h["train_loss"])) for h in result.history)
-    entered = []
-    real = train.bf16_autocast
-    monkeypatch.setattr(train, "bf16_autocast", lambda device_type, enabled, cache_enabled=True:
-                        entered.append((device_type, enabled)) or real(device_type, enabled, cache_enabled))
+    entered = watch_autocast()
     paths = run.write_figures(result, tmp_path / "r", "s9")
     assert all(p.stat().st_size > 0 for p in paths)
     assert entered and set(entered) == {("cuda", True)}  # the figures' predictions ran under the run's autocast
