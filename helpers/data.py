@@ -321,6 +321,15 @@ def ensure_cifar10(root: str | os.PathLike | None = None, download: bool = True)
     return found
 
 
+def official_files(folder: str | os.PathLike) -> bool:
+    """Whether a ``cifar-10-batches-py`` folder holds the official files, judged by their sizes
+    (``load_cifar10`` warns when a file of official size has another md5). A subset or a
+    re-encoded copy, such as the course's JPEG copy, has other sizes."""
+    sizes = {name: (Path(folder) / name).stat().st_size if (Path(folder) / name).is_file() else None
+             for name in OFFICIAL_SIZES}
+    return sizes == OFFICIAL_SIZES
+
+
 @dataclass
 class CifarSplit:
     """Images (N, 32, 32, 3) uint8 in HWC order, labels (N,) int64, and class names."""

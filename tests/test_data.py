@@ -50,6 +50,21 @@ def test_archive_in_root_is_extracted(tmp_path, cifar_root):
     assert len(data.load_cifar10(tmp_path, train=True)) == 1024
 
 
+def test_official_files_are_told_by_their_sizes(tmp_path, cifar_root):
+    assert not data.official_files(cifar_root / data.FOLDER)  # synthetic files: other sizes
+    folder = tmp_path / data.FOLDER
+    folder.mkdir()
+    for name, size in data.OFFICIAL_SIZES.items():  # sparse files of the official sizes
+        with open(folder / name, "wb") as f:
+            f.truncate(size)
+    assert data.official_files(folder)
+    with open(folder / "test_batch", "ab") as f:  # one file a byte longer
+        f.write(b"\0")
+    assert not data.official_files(folder)
+    (folder / "test_batch").unlink()
+    assert not data.official_files(folder)
+
+
 def test_missing_data_offline_gives_one_clear_error(tmp_path, monkeypatch):
     import torchvision.datasets.utils as tv_utils
 
