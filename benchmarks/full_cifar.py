@@ -15,8 +15,9 @@ Phases, run in this order whatever order they are named in:
   of the suite runs in a copy of the checkout (runs/suite-checkout/), which the tuning's rewrite of
   helpers/recipes.py does not reach;
 * ``speed``: benchmarks/gpu_speed.py alone on the GPU (both loaders, with and without CUDA graphs, one
-  timed epoch each, each case written as it ends), stopped ``CLI_RESERVE_SECONDS`` before the deadline so
-  that ``python -m helpers.run s9 --recipe tuned`` can then be timed from process start to figures written;
+  timed epoch each, each case written as it ends), stopped in time for ``python -m helpers.run s9 --recipe
+  tuned`` to be timed after it from process start to figures written (the time that run needs is estimated
+  from the S9 epochs the benchmark has timed so far: ``cli_seconds_needed``);
 * ``tune``: every candidate of benchmarks/select_recipes.py on the validation split and the seed
   documents' readings (seed 1, test set), side by side; then select_recipes.py applies its fixed
   rules to these runs and to the committed ones (doc/results) and rewrites helpers/recipes.py;
@@ -73,9 +74,14 @@ VALIDATION = "CIFAR-10: 45000 train / 5000 validation (last 10 % of train) image
 # Seconds the two notebooks need on a shared H200 (S8: three 20-epoch runs one after another, about 3.3 s an
 # epoch alone; S9: two, about 4.5 s), with margin for sharing the GPU with the finals.
 NOTEBOOK_SECONDS = 360
-# Seconds kept for the timed 20-epoch S9 run after the speed benchmark: about 4.5 s an epoch before the speed
-# work, plus some 30 s of start-up, data loading and figures (52 s in all, 20 x 1.05 s of it epochs, once timed)
+# Seconds kept for the timed 20-epoch S9 run after the speed benchmark while no S9 epoch has been timed yet:
+# about 4.5 s an epoch before the speed work, plus start-up, data loading and figures. Once the benchmark has
+# timed an S9 device-loader epoch, the reserve is estimated from it instead (cli_seconds_needed): the time
+# besides the epochs (process start, data, the first epoch's cuDNN autotuning or graph capture, figures),
+# and a margin on the whole.
 CLI_RESERVE_SECONDS = 130
+CLI_START_SECONDS = 30
+CLI_MARGIN = 1.25
 
 
 class Job:
@@ -328,6 +334,37 @@ def use_graphs(choice: str, speed_json: Path | None, tests_passed: bool | None) 
     return bool(both) and all(graphed[k] < plain[k] for k in both)
 
 
+def cli_seconds_needed(speed_json: Path, epochs: int) -> float:
+    """Seconds to leave for the timed ``python -m helpers.run s9 --recipe tuned`` run: from the S9
+    device-loader epochs in ``speed_json`` so far (the slower of those with and without CUDA graphs: which
+    of them the run uses is decided after the benchmark), else ``CLI_RESERVE_SECONDS``."""
+    rows = json.loads(speed_json.read_text())["rows"] if speed_json.is_file() else []
+    epoch_s = [r["epoch_s"] for r in rows if r["session"] == "s9" and r["loader"] == "device"]
+    if not epoch_s:
+        return CLI_RESERVE_SECONDS
+    return CLI_MARGIN * (CLI_START_SECONDS + epochs * max(epoch_s))
+
+
+def run_speed_benchmark(argv: list[str], deadline: float, speed_json: Path, epochs: int, reserve: bool = True,
+                        least: float = 30.0) -> None:
+    """Run benchmarks/gpu_speed.py (``argv``) until it ends, or until only the time that the timed CLI run
+    needs is left before ``deadline`` (``cli_seconds_needed``, judged again as each case lands in
+    ``speed_json``; nothing with ``reserve`` off). It runs at least ``least`` seconds. Its output goes to
+    runs/gpu/speed.log."""
+    with open(RUNS / "speed.log", "w") as log:
+        proc = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                env={**os.environ, "OMP_NUM_THREADS": "1"})
+        start = time.time()
+        while proc.poll() is None:
+            needed = cli_seconds_needed(speed_json, epochs) if reserve else 0.0
+            if time.time() - start >= least and time.time() >= deadline - needed:
+                proc.kill()
+                proc.wait()
+                print(f"[plan] the speed benchmark stopped, to leave {needed:.0f} s for the timed S9 run", flush=True)
+                return
+            time.sleep(0.5)
+
+
 def record_cli_time(speed_json: Path, seconds: float, graphs: bool, epochs: int = 20, smoke: bool = False) -> None:
     """Add the timed ``python -m helpers.run s9 --recipe tuned`` run to the speed results (a file of its own
     if the benchmark wrote none)."""
@@ -433,13 +470,8 @@ def main(argv: list[str] | None = None) -> None:
         # one timed epoch per case (the call is short); each case lands in speed.json as it ends
         speed = [sys.executable, "benchmarks/gpu_speed.py", "--epochs", "1", "--json", str(RUNS / "speed.json")]
         speed += ["--smoke", "--cases", "s8/device"] if smoke else []
-        reserve = 0 if smoke else CLI_RESERVE_SECONDS  # the timed CLI run comes after it
-        try:
-            subprocess.run(speed, cwd=ROOT, check=False, timeout=max(30.0, deadline - time.time() - reserve),
-                           env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=open(RUNS / "speed.log", "w"),
-                           stderr=subprocess.STDOUT)
-        except subprocess.TimeoutExpired:
-            print("[plan] the speed benchmark ran out of time", flush=True)
+        # the timed CLI run comes after it: the benchmark stops in time for it, as estimated from its own rows
+        run_speed_benchmark(speed, deadline, RUNS / "speed.json", e, reserve=not smoke)
         pack(out)
         start = time.time()
         graphs = use_graphs(args.cuda_graph, RUNS / "speed.json", tests_passed)
@@ -459,7 +491,7 @@ def main(argv: list[str] | None = None) -> None:
         except subprocess.TimeoutExpired:
             print("[plan] the timed S9 run ran out of time", flush=True)
         pack(out)
-        print(f"[plan] speed done at {time.time() - t0:.0f} s", flush=True)
+        print(f"[plan] the speed phase ended at {time.time() - t0:.0f} s", flush=True)
 
     def choose() -> None:
         """select_recipes.py on every run so far; the jobs planned after this use the chosen recipes."""

@@ -26,8 +26,9 @@ static for cuDNN's autotuner and for compiled models.
 same probabilities and ranges, though not pixel for pixel (interpolation differs, and borders are
 always reflected, where the "s8" pipelines' rotation fills them with black). The loader yields
 ``(images, labels)`` like a DataLoader, so ``helpers.train.fit`` takes it as it is. The
-randomness depends only on (seed, epoch), so runs are reproducible and resumable. Needs only
-torch and numpy.
+randomness depends only on (seed, epoch), so runs are reproducible and resumable on one kind of
+device (a CUDA generator draws other numbers than the CPU's: a run resumed on the other kind goes
+on with other, equally random, batches). Needs only torch and numpy.
 """
 
 from __future__ import annotations

@@ -422,6 +422,12 @@ def _restore(state: dict, model, optimizer, scheduler, ema) -> list[dict]:
     optimizer.load_state_dict(state["optimizer"])  # a CPU run's checkpoint would switch off fused SGD on a GPU
     for group, kept in zip(optimizer.param_groups, implementation):
         group.update(kept)
+        # each momentum buffer in its weight's memory layout (fused SGD on CUDA requires it), also when the
+        # checkpoint comes from a run without channels-last
+        for p in group["params"]:
+            buffer = optimizer.state.get(p, {}).get("momentum_buffer")
+            if buffer is not None and buffer.stride() != p.stride():
+                optimizer.state[p]["momentum_buffer"] = torch.empty_like(p).copy_(buffer)
     if scheduler is not None and state["scheduler"] is not None:
         scheduler.load_state_dict(state["scheduler"])
     if ema is not None and state["ema"] is not None:

@@ -391,6 +391,41 @@ def test_gpu_speed_writes_each_case_as_it_ends(tmp_path, monkeypatch):
     assert [r["session"] for r in json.loads(out.read_text())["rows"]] == ["s8"]
 
 
+def test_the_time_kept_for_the_timed_cli_run_comes_from_the_s9_epochs_timed_so_far(tmp_path):
+    speed = tmp_path / "speed.json"
+    assert full_cifar.cli_seconds_needed(speed, 20) == full_cifar.CLI_RESERVE_SECONDS  # nothing timed yet
+    rows = [{"session": "s8", "loader": "device", "epoch_s": 9.0},
+            {"session": "s9", "loader": "albumentations", "epoch_s": 8.0}]
+    speed.write_text(json.dumps({"rows": rows}))
+    assert full_cifar.cli_seconds_needed(speed, 20) == full_cifar.CLI_RESERVE_SECONDS  # no S9 device epoch
+    rows += [{"session": "s9", "loader": "device", "epoch_s": 2.0},
+             {"session": "s9", "loader": "device", "cuda_graph": True, "epoch_s": 1.0}]
+    speed.write_text(json.dumps({"rows": rows}))
+    expected = full_cifar.CLI_MARGIN * (full_cifar.CLI_START_SECONDS + 20 * 2.0)  # the slower of the two
+    assert full_cifar.cli_seconds_needed(speed, 20) == pytest.approx(expected)
+    assert full_cifar.cli_seconds_needed(speed, 10) < expected
+
+
+def test_the_speed_benchmark_stops_once_its_rows_say_the_cli_run_needs_the_rest(tmp_path, capsys):
+    """A stand-in benchmark writes a slow S9 epoch after a second, then would run on for a minute. While no
+    S9 epoch is timed the plan keeps CLI_RESERVE_SECONDS (less than the 200 s left); the slow epoch asks for
+    more than is left, so the benchmark is stopped then, and not before."""
+    speed = tmp_path / "speed.json"
+    row = {"session": "s9", "loader": "device", "epoch_s": 10.0}
+    code = (f"import json, time, pathlib; time.sleep(1); pathlib.Path(r'{speed}').write_text("
+            f"json.dumps({{'rows': [{row!r}]}})); print('wrote', flush=True); time.sleep(60)")
+    full_cifar.RUNS.mkdir(parents=True)
+    start = time.time()
+    full_cifar.run_speed_benchmark([sys.executable, "-c", code], start + 200, speed, 20, least=0.0)
+    assert 1.0 <= time.time() - start < 20
+    assert speed.is_file() and "wrote" in (full_cifar.RUNS / "speed.log").read_text()
+    assert "stopped, to leave 288 s for the timed S9 run" in capsys.readouterr().out  # 1.25 x (30 + 20 x 10)
+    start = time.time()  # a smoke plan keeps nothing back: the benchmark ends on its own
+    full_cifar.run_speed_benchmark([sys.executable, "-c", "print('done')"], start + 5, tmp_path / "none.json", 20,
+                                   reserve=False)
+    assert "done" in (full_cifar.RUNS / "speed.log").read_text() and "stopped" not in capsys.readouterr().out
+
+
 def test_the_timed_cli_run_is_kept_without_a_speed_table(tmp_path):
     speed = tmp_path / "speed.json"
     full_cifar.record_cli_time(speed, 58.3, False, 20)  # the benchmark ran out of time before writing anything

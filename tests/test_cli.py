@@ -5,6 +5,7 @@ import subprocess
 import sys
 import urllib.error
 from pathlib import Path
+from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
 import pytest
@@ -39,6 +40,25 @@ def test_smoke_run_writes_every_output(tmp_path):
         f"final test accuracy {history[-1]['test_acc']:.2f}% (best {best['test_acc']:.2f}% at epoch {best['epoch']}, "
         f"selected on the test set)")
     assert train.load_checkpoint(out / "checkpoint.pt")["history"] == history
+
+
+def test_run_json_appears_whole(tmp_path, monkeypatch):
+    """The GPU plan reads every *.json under runs/gpu while other runs still train, so run.json is written
+    under a name that is not *.json and then renamed: a reader never meets half a file."""
+    renames, real_replace = [], os.replace
+
+    def replace(src, dst):
+        renames.append((Path(src), Path(dst), json.loads(Path(src).read_text())))
+        assert not Path(dst).exists()
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    result = SimpleNamespace(config={"session": "s8"}, history=[{"test_acc": 50.0}], device=torch.device("cpu"),
+                             amp=False, cuda_graph=False, seconds=1.0)
+    run.save_run(result, tmp_path / "run.json")
+    [(src, dst, record)] = renames
+    assert dst == tmp_path / "run.json" and src.suffix != ".json" and record["final_test_acc"] == 50.0
+    assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
 
 
 def test_validation_runs_score_the_last_tenth_of_the_training_images_and_say_so(tmp_path):

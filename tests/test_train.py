@@ -441,6 +441,24 @@ def test_resume_keeps_this_machines_fused_sgd(splits, tmp_path):
     assert len(optimizer.state) == len(state["optimizer"]["state"]) > 0
 
 
+def test_resumed_momentum_buffers_take_their_weights_memory_layout(splits, tmp_path):
+    """Fused SGD on CUDA refuses a momentum buffer laid out unlike its weight, so a checkpoint saved by a run
+    without channels-last weights must resume in a channels-last one with its buffers laid out anew."""
+    _run(splits, 1, out_dir=tmp_path)
+    state = train.load_checkpoint(tmp_path / "checkpoint.pt")
+    saved = state["optimizer"]["state"]
+    for entry in saved.values():  # as a run without channels-last would have saved them
+        entry["momentum_buffer"] = entry["momentum_buffer"].contiguous()
+    model = models.S8("bn").to(memory_format=torch.channels_last)
+    optimizer = recipes.make_optimizer(model, recipes.get_recipe("s8", "seed"))
+    train._restore(state, model, optimizer, None, None)
+    params = list(model.parameters())
+    assert any(not p.is_contiguous() for p in params)  # the case is there: channels-last conv weights
+    for i, p in enumerate(params):
+        buffer = optimizer.state[p]["momentum_buffer"]
+        assert buffer.stride() == p.stride() and torch.equal(buffer, saved[i]["momentum_buffer"])
+
+
 def test_amp_off_never_enters_autocast():
     # torch's autocast refuses a device type it does not support even with enabled=False (Apple's "mps"
     # before torch 2.5 did): with amp off, training and scoring must not ask it at all
