@@ -11,7 +11,7 @@ thread each (the 2-core machine the sample results come from), into runs/sample/
 doc/results/<data>-<run>-<recipe>-<loader>-seed<k>.json. ``report`` reads only doc/results/ and
 rewrites the README between the ``<!-- results:... -->`` markers (final-epoch test accuracy,
 mean ± sd over seeds, and only runs whose recipe is the one helpers.recipes holds now), the
-seed-document evidence block of doc/tuning.md, the figures doc/recipes_<run>.png (test accuracy
+selection, every validation run and the seed-document evidence in doc/tuning.md, the figures doc/recipes_<run>.png (test accuracy
 per epoch, seed vs tuned recipe, full CIFAR-10) and doc/seed_vs_log_s9.png (every S9 seed-recipe
 run over the seed document's published log).
 """
@@ -203,6 +203,35 @@ def tuning_table(records: list[dict]) -> str:
         settings = changed_since(c) or "as the tuned recipe"
         lines.append(f"| {run_key(c)} | {settings} | {r['history'][-1]['test_acc']:.2f} % | "
                      f"{short_hardware(r['hardware'])} |")
+    return "\n".join(lines)
+
+
+def tuning_summary(records: list[dict]) -> str:
+    """Per run: how many validation runs it had, the tuned recipe's own final validation accuracy and the
+    best settings other than the recipe's (each mean over the seeds run); doc/tuning.md lists every run."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in records:
+        c = r["config"]
+        if data_kind(c) == "validation" and c["recipe"]["name"] == "tuned":
+            groups.setdefault((run_key(c), changed_since(c)), []).append(r)
+
+    def score(runs: list[dict]) -> float:
+        return statistics.mean(r["history"][-1]["test_acc"] for r in runs)
+
+    def cell(runs: list[dict]) -> str:
+        seeds = f"{len(runs)} seeds, " if len(runs) > 1 else ""
+        machines = ", ".join(sorted({short_hardware(r["hardware"]) for r in runs}))
+        return f"{score(runs):.2f} % ({seeds}{machines})"
+
+    lines = ["| run | validation runs | the tuned recipe | the best other settings tried |", "|---|---|---|---|"]
+    for run in RUNS:
+        mine = {settings: runs for (key, settings), runs in groups.items() if key == run}
+        if not mine:
+            continue
+        others = sorted((s for s in mine if s), key=lambda s: score(mine[s]), reverse=True)
+        best = f"{others[0]}: {cell(mine[others[0]])}" if others else "none yet"
+        own = cell(mine[""]) if "" in mine else "no validation run yet"
+        lines.append(f"| {run} | {sum(map(len, mine.values()))} | {own} | {best} |")
     return "\n".join(lines)
 
 
@@ -494,7 +523,8 @@ def report(readme: Path = ROOT / "README.md", dest: Path = RESULTS, tuning: Path
     records = load(dest)
     if tuning is not None:
         text = replace_block(tuning.read_text(), "seed-evidence", seed_evidence(records))
-        tuning.write_text(replace_block(text, "selection", selection_summary(dest / "selection.json")))
+        text = replace_block(text, "selection", selection_summary(dest / "selection.json"))
+        tuning.write_text(replace_block(text, "tuning", tuning_table(records)))
     if figures is not None:
         recipe_figures(records, figures)
         seed_figure(records, figures / "seed_vs_log_s9.png")
@@ -502,7 +532,7 @@ def report(readme: Path = ROOT / "README.md", dest: Path = RESULTS, tuning: Path
     text = replace_block(text, "recipes", recipe_table())
     text = replace_block(text, "full", results_block(records, "full", "device"))
     text = replace_block(text, "sample", results_block(records, "sample", None))
-    text = replace_block(text, "tuning", tuning_table(records))
+    text = replace_block(text, "tuning-summary", tuning_summary(records))
     text = replace_block(text, "speed", speed_table(dest / "gpu_speed.json"))
     readme.write_text(text)
     return text

@@ -78,6 +78,20 @@ def test_tuning_table_names_each_runs_settings_and_hardware():
     assert table[2:] == ["| s9 | as the tuned recipe | 86.50 % | GPU X |", "| s8-ln | lr=0.02 | 79.50 % | CPU |"]
 
 
+def test_tuning_summary_gives_each_runs_recipe_and_best_other_settings():
+    kind = "CIFAR-10: 45000 train / 5000 validation (last 10 % of train) images"
+    own = [_record("s8", "ln", "tuned", k, [60.0, acc], kind=kind) for k, acc in ((1, 80.0), (2, 81.0))]
+    others = [_record("s8", "ln", "tuned", 1, [60.0, acc], kind=kind) for acc in (79.5, 80.8)]
+    others[0]["config"]["recipe"]["lr"] = 0.02
+    others[1]["config"]["recipe"]["lr"], others[1]["hardware"] = 0.5, "CPU (x86_64, 1 thread)"
+    reading = _record("s9", None, "seed", 1, [70.0, 71.0], kind=kind)  # not a tuned-recipe run: left out
+    full = _record("s8", "ln", "tuned", 3, [60.0, 90.0])  # a test-set run: left out
+    table = recipes_benchmark.tuning_summary([*own, *others, reading, full]).splitlines()
+    assert table[2:] == ["| s8-ln | 4 | 80.50 % (2 seeds, GPU X) | lr=0.5: 80.80 % (CPU) |"]
+    alone = recipes_benchmark.tuning_summary([others[0]]).splitlines()[2:]
+    assert alone == ["| s8-ln | 1 | no validation run yet | lr=0.02: 79.50 % (GPU X) |"]
+
+
 def test_provenance_names_each_machine_once():
     old, new = (_record("s8", "bn", "tuned", k, [80.0]) for k in (1, 2))
     old["hardware"], new["hardware"] = "CPU (x86_64, 1 threads)", "CPU (x86_64, 1 thread)"  # before / after a fix
@@ -173,10 +187,10 @@ def test_report_rewrites_only_the_marked_blocks(tmp_path):
          "full-s9-seed-device-seed2-e20.json"]
     readme, tuning, figures = tmp_path / "README.md", tmp_path / "tuning.md", tmp_path / "figures"
     blocks = "".join(f"<!-- results:{b} -->\nold\n<!-- /results:{b} -->\n"
-                     for b in ("recipes", "full", "sample", "tuning", "speed"))
+                     for b in ("recipes", "full", "sample", "tuning-summary", "speed"))
     readme.write_text("intro\n" + blocks + "outro\n")
     tuning.write_text("".join(f"<!-- results:{b} -->\nold\n<!-- /results:{b} -->\n"
-                              for b in ("selection", "seed-evidence")))
+                              for b in ("selection", "seed-evidence", "tuning")))
     (dest / "selection.json").write_text(json.dumps({"tuned": {
         "s8-bn": {"overrides": {}, "incomplete": True, "needs_sample": {"augment": "crop-flip"},
                   "scores": [{"overrides": {}, "val_acc": 80.0},
