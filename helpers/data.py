@@ -330,6 +330,15 @@ def official_files(folder: str | os.PathLike) -> bool:
     return sizes == OFFICIAL_SIZES
 
 
+def describe_files(root: str | os.PathLike | None = None, relative_to: str | os.PathLike | None = None) -> str:
+    """One line for a results table: where the ``cifar-10-batches-py`` folder under ``root`` is (as a path
+    inside ``relative_to`` where it is one, e.g. the repository) and whether it holds the official files."""
+    folder = ensure_cifar10(root, download=False)
+    kind = "the official files" if official_files(folder) else "not the official files (a subset or a copy)"
+    inside = relative_to is not None and folder.is_relative_to(relative_to)
+    return f"CIFAR-10 in {folder.relative_to(relative_to) if inside else folder}, {kind}"
+
+
 @dataclass
 class CifarSplit:
     """Images (N, 32, 32, 3) uint8 in HWC order, labels (N,) int64, and class names."""

@@ -347,13 +347,8 @@ print(results["GN"].recipe)
 
 # %% tags=["nbval-ignore-output"]
 result = results["BN"]
-if SMOKE:
-    source = "synthetic smoke-test images (SMOKE_TEST=1)"
-else:  # the folder as a path inside the repository where it is one, and whether these are the official files
-    folder = data.ensure_cifar10(DATA_ROOT, download=False)
-    shown = folder.relative_to(REPO_DIR) if folder.is_relative_to(REPO_DIR) else folder
-    kind = "the official files" if data.official_files(folder) else "not the official files (a subset or a copy)"
-    source = f"CIFAR-10 in {shown}, {kind}"
+source = ("synthetic smoke-test images (SMOKE_TEST=1)" if SMOKE
+          else data.describe_files(DATA_ROOT, relative_to=REPO_DIR))  # the folder, and whether the files are official
 print(f"data:    {len(result.train_split):,} training and {len(result.test_split):,} test images, {source}")
 print(f"epochs:  {EPOCHS} per normalization, recipe {RECIPE!r}, seed {SEED}")
 print(f"device:  {run.hardware_name(result.device)}, loader {result.config['loader']!r}, "

@@ -65,6 +65,13 @@ def test_official_files_are_told_by_their_sizes(tmp_path, cifar_root):
     assert not data.official_files(folder)
 
 
+def test_describe_files_names_the_folder_inside_the_repository_and_its_kind(tmp_path, cifar_root):
+    described = data.describe_files(cifar_root, relative_to=cifar_root)
+    assert described == f"CIFAR-10 in {data.FOLDER}, not the official files (a subset or a copy)"
+    elsewhere = data.describe_files(cifar_root, relative_to=tmp_path / "repo")  # not inside it: the whole path
+    assert elsewhere.startswith(f"CIFAR-10 in {cifar_root / data.FOLDER}, ")
+
+
 def test_missing_data_offline_gives_one_clear_error(tmp_path, monkeypatch):
     import torchvision.datasets.utils as tv_utils
 
