@@ -66,9 +66,9 @@ MOMENTUM = {"momentum": 0.85}
 # other side of 0.9 as well (as for the warm-up). And more optimizer steps at the recipe's own peak lr: every
 # smaller batch tried so far came with its lr scaled down with it (the linear scaling rule).
 MORE_MOMENTUM = {"momentum": 0.95}
-# The twelfth S8 round: the augmentation's weaker side. BN and LN train with crop-flip, which won over the course's
-# own augmentation in their first rounds, and cutout on top of it lost; flip alone, which GN chose over crop-flip,
-# had not been tried for them.
+# The twelfth S8 round: the augmentation's weaker side. BN and LN train with crop-flip, which replaced flip alone in
+# their first rounds (then with label smoothing and no shift TTA), and cutout on top of it lost; flip alone, which GN
+# kept over crop-flip, had not run again around their present recipes.
 FLIP_ONLY = {"augment": "flip"}
 CANDIDATES = {
     "s9": [{}, {"batch_size": 256, "lr": 0.2}, {"lr": 0.05}, {"lr": 0.2}, {"weight_decay": 0.001},
