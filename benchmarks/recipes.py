@@ -11,9 +11,9 @@ thread each (the 2-core machine the sample results come from), into runs/sample/
 doc/results/<data>-<run>-<recipe>-<loader>-seed<k>.json. ``report`` reads only doc/results/ and
 rewrites the README between the ``<!-- results:... -->`` markers (final-epoch test accuracy,
 mean ± sd over seeds, and only runs whose recipe is the one helpers.recipes holds now), the
-selection, every validation run and the seed-document evidence in doc/tuning.md, the figures doc/recipes_<run>.png (test accuracy
-per epoch, seed vs tuned recipe, full CIFAR-10) and doc/seed_vs_log_s9.png (every S9 seed-recipe
-run over the seed document's published log).
+selection, every validation run and the seed-document evidence in doc/tuning.md, the figures
+doc/recipes_<run>.png (test accuracy per epoch, seed vs tuned recipe, full CIFAR-10) and
+doc/seed_vs_log_s9.png (every S9 seed-recipe run over the seed document's published log).
 """
 
 from __future__ import annotations
