@@ -325,9 +325,8 @@ def official_files(folder: str | os.PathLike) -> bool:
     """Whether a ``cifar-10-batches-py`` folder holds the official files, judged by their sizes
     (``load_cifar10`` warns when a file of official size has another md5). A subset or a
     re-encoded copy, such as the course's JPEG copy, has other sizes."""
-    sizes = {name: (Path(folder) / name).stat().st_size if (Path(folder) / name).is_file() else None
-             for name in OFFICIAL_SIZES}
-    return sizes == OFFICIAL_SIZES
+    paths = {name: Path(folder) / name for name in OFFICIAL_SIZES}
+    return all(path.is_file() and path.stat().st_size == OFFICIAL_SIZES[name] for name, path in paths.items())
 
 
 def describe_files(root: str | os.PathLike | None = None, relative_to: str | os.PathLike | None = None) -> str:

@@ -225,9 +225,7 @@ def save_run(result: RunResult, path: Path) -> None:
               "torch": torch.__version__, "amp": result.amp, "cuda_graph": result.cuda_graph,
               "date": datetime.date.today().isoformat(),
               "seconds_to_train": round(result.seconds, 1), "history": result.history}
-    tmp = path.with_name(path.name + ".tmp")  # written whole, then renamed: a reader never sees half a file
-    tmp.write_text(json.dumps(record, indent=1))
-    os.replace(tmp, path)
+    train.atomic_write(path, lambda name: Path(name).write_text(json.dumps(record, indent=1)))
 
 
 def predict_test(result: RunResult) -> tuple[torch.Tensor, torch.Tensor]:

@@ -347,7 +347,9 @@ def make_ema(model: nn.Module, decay: float) -> WeightAverage:
 
 
 # --------------------------------------------------------------------------- checkpoints
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
+def atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    """``write(name)`` writes the file under a temporary name, then it is renamed to ``path``: a reader
+    (or a run stopped half-way) never meets half a file."""
     tmp = path.with_name(path.name + ".tmp")
     write(str(tmp))
     os.replace(tmp, path)  # never leaves a half-written file behind
@@ -358,7 +360,7 @@ def save_history(history: list[dict], path: str | os.PathLike) -> None:
     def write(p: str) -> None:
         with open(p, "w") as f:
             json.dump(history, f, indent=1)
-    _atomic_write(Path(path), write)
+    atomic_write(Path(path), write)
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer, scheduler, history: list[dict],
@@ -374,7 +376,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer, schedu
         "rng_cpu": torch.get_rng_state(),
         "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
-    _atomic_write(Path(path), lambda p: torch.save(state, p))
+    atomic_write(Path(path), lambda p: torch.save(state, p))
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
