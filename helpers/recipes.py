@@ -61,6 +61,7 @@ class Recipe:
     momentum: float = 0.9            # constant, also under OneCycle (no momentum cycling)
     nesterov: bool = False
     weight_decay: float = 0.0
+    bias_decay: bool = True          # weight decay on biases and norm scales/shifts too (False: weights only)
     batch_size: int = 128
     schedule: str = "step"           # "step" | "plateau" | "onecycle"
     step_size: int = 8               # StepLR: epochs between drops
@@ -166,7 +167,8 @@ def recipe_with_settings(session: str, name: str, norm: str, settings: dict) -> 
 
 
 def make_optimizer(model: nn.Module, recipe: Recipe, fused: bool | None = None) -> torch.optim.Optimizer:
-    """SGD with the recipe's momentum, Nesterov flag and weight decay.
+    """SGD with the recipe's momentum, Nesterov flag and weight decay (with ``bias_decay=False``
+    only on the conv and linear weights, not on biases or the norm layers' scales and shifts).
 
     ``fused`` (default: when every parameter is on a CUDA device) updates all parameters in one
     kernel instead of one small kernel per tensor.
@@ -174,7 +176,12 @@ def make_optimizer(model: nn.Module, recipe: Recipe, fused: bool | None = None) 
     params = list(model.parameters())
     if fused is None:
         fused = bool(params) and all(p.is_cuda for p in params)
-    return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov,
+    if recipe.bias_decay:
+        groups = [{"params": params}]
+    else:  # "no bias decay": biases and the norm layers' scales and shifts (1-d tensors) are not decayed
+        groups = [{"params": [p for p in params if p.ndim > 1]},
+                  {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+    return torch.optim.SGD(groups, lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov,
                            weight_decay=recipe.weight_decay, **({"fused": True} if fused else {}))
 
 

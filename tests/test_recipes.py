@@ -135,3 +135,27 @@ def test_overrides_and_tiny_budgets():
     for _ in range(2):
         sched.optimizer.step()
         sched.step()
+
+
+def test_bias_decay_false_decays_only_the_weights():
+    """With bias_decay=False a step with zero gradients shrinks conv weights (weight decay) but leaves
+    biases and the norm layers' scales and shifts where they were; by default it shrinks both."""
+    for bias_decay in (True, False):
+        torch.manual_seed(0)
+        model = models.build_model("s8", "bn")
+        recipe = recipes.get_recipe("s8", "tuned", weight_decay=0.1, momentum=0.0, nesterov=False,
+                                    bias_decay=bias_decay)
+        opt = recipes.make_optimizer(model, recipe, fused=False)
+        assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))
+        before = {name: p.detach().clone() for name, p in model.named_parameters()}
+        for p in model.parameters():
+            p.grad = torch.zeros_like(p)
+        opt.step()
+        for name, p in model.named_parameters():
+            moved = not torch.equal(p, before[name])
+            assert moved == (bias_decay or p.ndim > 1) or not before[name].any(), name
+
+
+def test_bias_decay_must_be_a_bool():
+    with pytest.raises(ValueError, match="bias_decay must be true or false"):
+        recipes.get_recipe("s8", "tuned", bias_decay="no")
