@@ -25,6 +25,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from helpers import data, models  # noqa: E402
+from helpers.run import bf16_is_native  # noqa: E402
 from helpers.train import bf16_autocast  # noqa: E402
 from helpers.device_data import DeviceLoader  # noqa: E402
 
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
                                 pin_memory=device.type == "cuda")
         fast = DeviceLoader(split.images, split.labels, args.batch_size, device,
                             channels_last=device.type == "cuda")
-        amp = device.type == "cuda"
+        amp = bf16_is_native(device)  # as helpers.run's default
         print(f"\n{name}")
         results = {}
         for label, loader in (("albumentations", albu), ("device", fast)):

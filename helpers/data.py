@@ -458,7 +458,7 @@ def s8_train_transforms(mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[floa
 def flip_train_transforms(mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD,
                           p_flip: float = 0.5):
     """Horizontal flip only, with p=0.5: the lightest augmentation that helps a small
-    network on CIFAR-10 (the tuned Session 8 recipe uses it)."""
+    network on CIFAR-10 (the tuned Session 8 GroupNorm recipe uses it)."""
     A, ToTensorV2 = _albumentations()
     return A.Compose([
         A.HorizontalFlip(p=p_flip),

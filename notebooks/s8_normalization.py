@@ -184,7 +184,9 @@ print("the often-copied std, a mean of per-image stds:                          
 #
 # The second line and `CIFAR10_STD` measure the same thing. If they differ in the third decimal,
 # your files are not the official ones: a JPEG-compressed copy of CIFAR-10, for example, is a
-# little smoother, so its pixels vary a little less.
+# little smoother, so its pixels vary a little less. (The outputs stored with this notebook come
+# from the course's JPEG copy, which is why its second line reads lower: the provenance line in
+# section 4 says "not the official files".)
 #
 # ### Augmentation
 #
@@ -290,11 +292,15 @@ plt.show()
 display(Markdown(rf.format_rf_table(rf.rf_table(models.S8("bn")))))
 
 # %%
-print("receptive field of the last convolution:", rf.receptive_field(models.S8("bn")))
+print("receptive field before global average pooling:", rf.receptive_field(models.S8("bn")))
 assert rf.receptive_field(models.S8("bn")) == 44
 
 # %% [markdown]
-# The last convolution sees a 44×44 window: more than the whole 32×32 image.
+# Each output of the last 3×3 convolution sees a 44×44 window: more than the whole 32×32 image.
+# The table's `head` row keeps that number because global average pooling is not a sliding
+# window (`helpers.rf` leaves it out): the pooling then averages every position, so the 1×1
+# classifier after it sees the whole image in any case. The receptive field is the course's
+# measure of what each position of the last feature map can see.
 #
 # ## 4. Training
 #
@@ -322,8 +328,8 @@ assert rf.receptive_field(models.S8("bn")) == 44
 # apply the same transforms with the same probabilities, though not pixel for pixel the same: the
 # seed recipe's rotation fills the corners with black in albumentations and with reflected
 # pixels on the device. On a GPU
-# the run also computes in bfloat16 (autocast), which is faster and, for these networks, as
-# accurate. Each run starts from the same seed; with the seed recipe, which is the same for
+# with bfloat16 in hardware (A100, H100 and newer; not Colab's T4) the run also computes in
+# bfloat16 (autocast), which is faster and, for these networks, as accurate. Each run starts from the same seed; with the seed recipe, which is the same for
 # all three, the networks also see the same batches.
 
 # %% tags=["nbval-ignore-output"]
@@ -404,7 +410,7 @@ display(Markdown("\n".join(rows)))
 #   clean images (and with test-time augmentation in the tuned recipe).
 # * The first columns show what else differs between the rows under the tuned recipe: the
 #   peak learning rate together with the batch size (a smaller batch makes more steps per
-#   epoch, and its learning rate is scaled down with it), the weight decay, the augmentation
+#   epoch, and each norm's learning rate was tuned for its batch size), the weight decay, the augmentation
 #   and the label smoothing. Part of a gap between two rows may come from these;
 #   `RECIPE = "seed"` removes them.
 
