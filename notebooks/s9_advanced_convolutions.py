@@ -429,7 +429,7 @@ assert rf.receptive_field(s9) == 77
 #
 # **The recipe.** `RECIPE = "seed"` trains as the seed document did: a fixed learning rate that
 # `ReduceLROnPlateau` multiplies by 0.1 once the test loss has gone 5 epochs without falling below
-# 0.9 times its best (PyTorch's relative threshold of 0.1: a 10 % gain, not just any fall). (Watching
+# 0.9 times its best (PyTorch's relative threshold of 0.1: a gain of a tenth, not just any fall). (Watching
 # the *test* loss lets the test set steer training; a fair run watches a validation split of the
 # training images. We keep it to reproduce the document.) In the seed document's own log the
 # training accuracy stays below the test accuracy in every one of the 20 epochs. (Its code also adds
@@ -501,7 +501,7 @@ print(f"best test accuracy {best['test_acc']:.2f} % at epoch {best['epoch']} of 
 # ### The other recipe, side by side
 #
 # The same network, data, epochs and seed, trained with the other recipe. Compare the two
-# learning-rate schedules (a plateau schedule waits for the test loss to stop improving by 10 %; OneCycle is fitted
+# learning-rate schedules (a plateau schedule waits for the test loss to stop improving by a tenth; OneCycle is fitted
 # to the epoch budget), the test curves, and the gap between training and test accuracy at the
 # end of each run. A recipe is a package: the tuned one's test accuracy includes its TTA (the
 # table also scores each network without it), and its label smoothing raises its loss curves
