@@ -25,8 +25,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from helpers import data, models  # noqa: E402
-from helpers.run import bf16_is_native  # noqa: E402
-from helpers.train import bf16_autocast  # noqa: E402
+from helpers.train import bf16_autocast, bf16_is_native  # noqa: E402
 from helpers.device_data import DeviceLoader  # noqa: E402
 
 

@@ -134,12 +134,6 @@ class RunResult(Prepared):
     seconds: float
 
 
-def bf16_is_native(device: torch.device) -> bool:
-    """Whether ``device`` computes bf16 in hardware, so that bf16 autocast pays: CUDA GPUs of compute
-    capability 8.0 or later (A100, H100, RTX 30xx and newer). Older ones (Colab's T4, V100) only emulate it."""
-    return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8
-
-
 def prepare_run(session: str, norm: str = "bn", recipe: str | recipes.Recipe = "seed", *, epochs: int = 20,
                 data_root: str | os.PathLike | None = None, out: str | os.PathLike | None = None, seed: int = 1,
                 device: str = "auto", loader: str = "auto", amp: bool | None = None, compile: bool = False,
@@ -160,7 +154,7 @@ def prepare_run(session: str, norm: str = "bn", recipe: str | recipes.Recipe = "
         loader = "device" if device.type == "cuda" else "albumentations"
     if cuda_graph and loader != "device":
         raise ValueError("CUDA graphs need the device loader (a DataLoader's pin-memory thread breaks the capture)")
-    amp = bf16_is_native(device) if amp is None else amp
+    amp = train.bf16_is_native(device) if amp is None else amp
     if isinstance(recipe, str):
         recipe = recipes.get_recipe(session, recipe, norm, **overrides)
     elif overrides:
@@ -202,7 +196,7 @@ def train_course_net(session: str, norm: str = "bn", recipe: str | recipes.Recip
     ``recipe`` is a name ("seed", "tuned") or a Recipe; ``overrides`` change its fields (lr=0.05).
     ``loader="auto"`` keeps data and augmentation on the GPU (helpers.device_data) when training on
     CUDA and uses the taught albumentations DataLoader elsewhere. ``amp`` (bf16 autocast; default
-    on CUDA GPUs with bf16 in hardware: ``bf16_is_native``) is used for training, evaluation and the figures alike. ``cuda_graph`` (CUDA only)
+    on CUDA GPUs with bf16 in hardware: ``train.bf16_is_native``) is used for training, evaluation and the figures alike. ``cuda_graph`` (CUDA only)
     replays each training step's forward and backward as CUDA graphs. ``smoke`` trains on tiny
     synthetic data; ``validation`` scores on the last 10 % of the training images instead of the
     test batch (for tuning). ``out`` writes the checkpoint, history.json and run.json there.

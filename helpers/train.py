@@ -102,6 +102,12 @@ def bf16_autocast(device_type: str, enabled: bool, cache_enabled: bool = True):
     return torch.autocast(device_type, dtype=torch.bfloat16, cache_enabled=cache_enabled)
 
 
+def bf16_is_native(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 in hardware, so that bf16 autocast pays: CUDA GPUs of compute
+    capability 8.0 or later (A100, H100, RTX 30xx and newer). Older ones (Colab's T4, V100) only emulate it."""
+    return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8
+
+
 class TrainingLoss(nn.Module):
     """(images, labels) -> (training loss, log-probabilities): the model's forward (under bf16
     autocast with ``amp``) and the label-smoothed loss as one module.

@@ -221,11 +221,3 @@ def test_figures_are_scored_with_the_runs_autocast(tmp_path, watch_autocast):
     paths = run.write_figures(result, tmp_path, "s8")
     assert entered and all(enabled for _, enabled in entered) and all(p.stat().st_size > 0 for p in paths)
 
-
-def test_bf16_autocast_is_on_by_default_only_where_the_gpu_has_bf16_in_hardware(monkeypatch):
-    """Colab's T4 (compute capability 7.5) only emulates bf16, so autocast stays off there by default;
-    an A100/H100 (8.0/9.0) gets it; a CPU never does."""
-    for capability, expected in (((7, 5), False), ((8, 0), True), ((9, 0), True)):
-        monkeypatch.setattr(run.torch.cuda, "get_device_capability", lambda device=None, c=capability: c)
-        assert run.bf16_is_native(run.torch.device("cuda")) is expected
-    assert run.bf16_is_native(run.torch.device("cpu")) is False

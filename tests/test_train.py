@@ -469,3 +469,12 @@ def test_amp_off_never_enters_autocast():
             pass
     with train.bf16_autocast("cpu", True):
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+
+
+def test_bf16_autocast_is_on_by_default_only_where_the_gpu_has_bf16_in_hardware(monkeypatch):
+    """Colab's T4 (compute capability 7.5) only emulates bf16, so autocast stays off there by default;
+    an A100/H100 (8.0/9.0) gets it; a CPU never does."""
+    for capability, expected in (((7, 5), False), ((8, 0), True), ((9, 0), True)):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, c=capability: c)
+        assert train.bf16_is_native(torch.device("cuda")) is expected
+    assert train.bf16_is_native(torch.device("cpu")) is False
