@@ -292,15 +292,16 @@ plt.show()
 display(Markdown(rf.format_rf_table(rf.rf_table(models.S8("bn")))))
 
 # %%
-print("receptive field before global average pooling:", rf.receptive_field(models.S8("bn")))
+print("receptive field of the last convolution:", rf.receptive_field(models.S8("bn")))
 assert rf.receptive_field(models.S8("bn")) == 44
 
 # %% [markdown]
 # Each output of the last 3×3 convolution sees a 44×44 window: more than the whole 32×32 image.
-# The table's `head` row keeps that number because global average pooling is not a sliding
-# window (`helpers.rf` leaves it out): the pooling then averages every position, so the 1×1
-# classifier after it sees the whole image in any case. The receptive field is the course's
-# measure of what each position of the last feature map can see.
+# The last convolution of all, the 1×1 `head` after the global average pooling, keeps that
+# number (in the table and the line above) because `helpers.rf` counts sliding windows only and
+# the pooling is not one: it averages every position, so the classifier sees the whole image in
+# any case. The receptive field is the course's measure of what each position of the last
+# feature map can see.
 #
 # ## 4. Training
 #

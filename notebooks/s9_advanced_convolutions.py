@@ -409,13 +409,14 @@ plot_rf_growth(rows)
 plt.show()
 
 # %%
-print("receptive field before global average pooling:", rf.receptive_field(s9))
+print("receptive field of the last convolution:", rf.receptive_field(s9))
 assert rf.receptive_field(s9) == 77
 
 # %% [markdown]
 # Each output of the last dilated layer sees 77×77 pixels, more than twice the image, while the
-# maps stay 24×24 or larger (the layer before it sees 45×45; the `head` row after the global
-# average pooling keeps the number, as in Session 8, since the pooling is not a sliding window). What matters is that the field covers the image, so that one output can relate
+# maps stay 24×24 or larger (the layer before it sees 45×45; the 1×1 `head` after the global
+# average pooling keeps the number, in the table and the line above, as in Session 8: the
+# pooling is not a sliding window). What matters is that the field covers the image, so that one output can relate
 # opposite corners; past that, the extra reach of the last dilated layers falls on the zero
 # padding around their maps, not on more of the image.
 #
