@@ -14,10 +14,10 @@ session_9; doc/tuning.md quotes the code):
 
 ``tuned`` fits the schedule to the epoch budget instead of waiting for a plateau: OneCycle
 (the lr rises from peak/10 to the peak, then falls to ~0, both along a cosine, or a straight
-line with ``anneal="linear"``) at a constant momentum, Nesterov, weight decay (only on conv and linear weights where
-``bias_decay`` is False), label smoothing
-where it won (the ``_TUNED`` block says where) and flip test-time augmentation (with shifted
-views where ``tta_shift`` is set: ``helpers.train.tta_log_probs``). Its values were chosen on a
+line with ``anneal="linear"``) at a constant momentum, Nesterov, weight decay (only on conv and
+linear weights where ``bias_decay`` is False), label smoothing where it won (the ``_TUNED``
+block says where) and flip test-time augmentation (with shifted views where ``tta_shift`` is
+set: ``helpers.train.tta_log_probs``). Its values were chosen on a
 validation split of the training images on full CIFAR-10 (doc/tuning.md); LayerNorm and
 GroupNorm get their own learning rate and batch size (``get_recipe(..., norm=...)``). Needs
 only torch.
