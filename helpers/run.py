@@ -196,10 +196,10 @@ def train_course_net(session: str, norm: str = "bn", recipe: str | recipes.Recip
     ``recipe`` is a name ("seed", "tuned") or a Recipe; ``overrides`` change its fields (lr=0.05).
     ``loader="auto"`` keeps data and augmentation on the GPU (helpers.device_data) when training on
     CUDA and uses the taught albumentations DataLoader elsewhere. ``amp`` (bf16 autocast; default
-    on CUDA GPUs with bf16 in hardware: ``train.bf16_is_native``) is used for training, evaluation and the figures alike. ``cuda_graph`` (CUDA only)
-    replays each training step's forward and backward as CUDA graphs. ``smoke`` trains on tiny
-    synthetic data; ``validation`` scores on the last 10 % of the training images instead of the
-    test batch (for tuning). ``out`` writes the checkpoint, history.json and run.json there.
+    on CUDA GPUs with bf16 in hardware: ``train.bf16_is_native``) is used for training, evaluation
+    and the figures alike. ``cuda_graph`` (CUDA only) replays each training step's forward and
+    backward as CUDA graphs. ``smoke`` trains on tiny synthetic data; ``validation`` scores on the
+    last 10 % of the training images instead of the test batch (for tuning). ``out`` writes the checkpoint, history.json and run.json there.
     """
     start = time.perf_counter()
     p = prepare_run(session, norm, recipe, epochs=epochs, data_root=data_root, out=out, seed=seed, device=device,

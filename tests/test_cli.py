@@ -220,4 +220,3 @@ def test_figures_are_scored_with_the_runs_autocast(tmp_path, watch_autocast):
     entered = watch_autocast()
     paths = run.write_figures(result, tmp_path, "s8")
     assert entered and all(enabled for _, enabled in entered) and all(p.stat().st_size > 0 for p in paths)
-
