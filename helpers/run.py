@@ -199,7 +199,8 @@ def train_course_net(session: str, norm: str = "bn", recipe: str | recipes.Recip
     on CUDA GPUs with bf16 in hardware: ``train.bf16_is_native``) is used for training, evaluation
     and the figures alike. ``cuda_graph`` (CUDA only) replays each training step's forward and
     backward as CUDA graphs. ``smoke`` trains on tiny synthetic data; ``validation`` scores on the
-    last 10 % of the training images instead of the test batch (for tuning). ``out`` writes the checkpoint, history.json and run.json there.
+    last 10 % of the training images instead of the test batch (for tuning). ``out`` writes the
+    checkpoint, history.json and run.json there.
     """
     start = time.perf_counter()
     p = prepare_run(session, norm, recipe, epochs=epochs, data_root=data_root, out=out, seed=seed, device=device,
