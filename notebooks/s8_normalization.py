@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -292,7 +292,7 @@ plt.show()
 display(Markdown(rf.format_rf_table(rf.rf_table(models.S8("bn")))))
 
 # %%
-print("receptive field of the last convolution:", rf.receptive_field(models.S8("bn")))
+print("receptive field before global average pooling:", rf.receptive_field(models.S8("bn")))
 assert rf.receptive_field(models.S8("bn")) == 44
 
 # %% [markdown]

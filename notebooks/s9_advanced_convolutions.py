@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -409,7 +409,7 @@ plot_rf_growth(rows)
 plt.show()
 
 # %%
-print("receptive field of the last convolution:", rf.receptive_field(s9))
+print("receptive field before global average pooling:", rf.receptive_field(s9))
 assert rf.receptive_field(s9) == 77
 
 # %% [markdown]

@@ -133,12 +133,12 @@ def test_compared_cells_state_the_course_numbers(name):
     nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
     compared = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
                        and IGNORE not in c.metadata.get("tags", []) for o in c.outputs)
-    expected = {"s8_normalization": ["46,064 trainable parameters", "receptive field of the last convolution: 44",
+    expected = {"s8_normalization": ["46,064 trainable parameters", "receptive field before global average pooling: 44",
                                      "nn.BatchNorm2d(16), training mode", "nn.GroupNorm(1, 16)", "nn.GroupNorm(2, 16)",
                                      "BN, training mode: same output in a batch of 2 and of 128? False",
                                      "eval mode: gamma * (x - running_mean) / sqrt(running_var + eps) + beta"],
                 "s9_advanced_convolutions": ["171,840 trainable parameters",
-                                             "receptive field of the last convolution: 77",
+                                             "receptive field before global average pooling: 77",
                                              "C*9+C*C_out =  4,672", "0 with stride > 1",
                                              "3 x conv3x3, dilation 2                  reaches   49 input pixels",
                                              "all four S9 blocks                       reaches 1024 input pixels"]}[name]
