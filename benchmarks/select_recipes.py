@@ -16,7 +16,9 @@
   most literal reading (the first in the list).
 
 The chosen values replace the blocks between ``# BEGIN TUNED`` / ``# END TUNED`` and ``# BEGIN SEED``
-/ ``# END SEED`` of helpers/recipes.py; the evidence goes to a JSON file (--evidence).
+/ ``# END SEED`` of helpers/recipes.py; the evidence goes to a JSON file (--evidence). A choice that
+changes a recipe is followed at once by the rules applied around the new recipe, whose neighbours are new
+candidates, so the evidence also says what the next choice waits for (``choose_tuned_until_settled``).
 """
 
 from __future__ import annotations
@@ -348,6 +350,44 @@ def rewrite_recipes(path: Path, tuned: dict, s8_seed: dict | None, s9_seed: dict
     return text
 
 
+def choose_tuned_until_settled(runs: list[dict], epochs: int = 20, max_passes: int = 10) -> list[dict]:
+    """``choose_tuned`` again after each choice that changed a recipe, with that choice applied, until no
+    choice changes one: the passes in order. A new recipe's neighbours are new candidates, so a run of this
+    script records at once what the next choice waits for (its ``pending`` in the evidence); one pass alone
+    left that to the next run of the script. helpers/recipes.py is not touched: the choices are applied to
+    a copy of its table for as long as this runs."""
+    saved = dict(recipes._TUNED)
+    passes = []
+    try:
+        for _ in range(max_passes):
+            chosen = choose_tuned(runs, epochs)
+            passes.append(chosen)
+            changed = False
+            for key, choice in chosen.items():
+                if choice.get("incomplete") or not choice["overrides"]:
+                    continue
+                session, norm = session_and_norm(key)
+                new = recipes.recipe_with_settings(session, "tuned", norm or "bn", choice["overrides"])
+                if new.as_dict() != choice["base"]:
+                    recipes._TUNED[key] = {**recipes._TUNED[key], **choice["overrides"]}
+                    changed = True
+            if not changed:
+                break
+    finally:
+        recipes._TUNED.clear()
+        recipes._TUNED.update(saved)
+    return passes
+
+
+def combined_choice(passes: list[dict]) -> dict:
+    """The overrides of successive passes taken together, per run (what ``rewrite_recipes`` applies)."""
+    combined: dict = {}
+    for chosen in passes:
+        for key, choice in chosen.items():
+            combined.setdefault(key, {"overrides": {}})["overrides"].update(choice["overrides"])
+    return combined
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Apply the rules to the runs below a folder, rewrite helpers/recipes.py, print and save the evidence."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -359,16 +399,21 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--epochs", type=int, default=20, help="the runs' length (default 20)")
     args = p.parse_args(argv)
     runs = load_runs(*map(Path, args.runs))
-    result = {"tuned": choose_tuned(runs, args.epochs), "s9_seed": choose_s9_seed(runs, args.epochs),
+    passes = choose_tuned_until_settled(runs, args.epochs)
+    result = {"tuned": passes[0], "s9_seed": choose_s9_seed(runs, args.epochs),
               "s8_seed": choose_s8_seed(runs, args.epochs)}
     print(json.dumps(result, indent=1))
+    for later in passes[1:]:
+        print("and around the recipes that changed:", json.dumps(later, indent=1))
     if not args.dry_run:
-        rewrite_recipes(Path(args.recipes_file), result["tuned"], result["s8_seed"], result["s9_seed"])
+        rewrite_recipes(Path(args.recipes_file), combined_choice(passes), result["s8_seed"], result["s9_seed"])
     if args.evidence:
         evidence = Path(args.evidence)
-        old = json.loads(evidence.read_text()) if evidence.is_file() else None
-        evidence.write_text(json.dumps(merge_evidence(old, result), indent=1))
-    return result
+        merged = json.loads(evidence.read_text()) if evidence.is_file() else None
+        for k, chosen in enumerate(passes):
+            merged = merge_evidence(merged, result if k == 0 else {**result, "tuned": chosen})
+        evidence.write_text(json.dumps(merged, indent=1))
+    return {**result, "passes": passes}
 
 
 if __name__ == "__main__":

@@ -321,6 +321,38 @@ def test_a_choice_from_a_new_base_keeps_the_earlier_rounds_on_record(tmp_path):
     assert "**s9**, round 3: kept its recipe: no candidate beat it on validation." in text
 
 
+def test_one_selection_records_what_a_changed_recipe_waits_for(tmp_path, monkeypatch):
+    """A choice that changes a recipe makes its neighbours new candidates: the same run of the script
+    records them as pending (it used to take a second run), and rewrites the recipe only once."""
+    base = recipes.get_recipe("s8", "tuned", "ln")
+    wd = base.weight_decay * 2
+    monkeypatch.setattr(select_recipes, "CANDIDATES", {"s8-ln": [{}, {"lr": base.lr * 3}, {"weight_decay": wd}]})
+
+    def run(overrides, acc):
+        r = _record("s8", "ln", "tuned", 1, [acc] * 20, kind=full_cifar.VALIDATION)
+        r["config"]["recipe"] = recipes.recipe_with_settings("s8", "tuned", "ln", overrides).as_dict()
+        return r
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    for k, (overrides, acc) in enumerate([({}, 80.0), ({"lr": base.lr * 3}, 81.0), ({"weight_decay": wd}, 79.0)]):
+        (folder / f"r{k}.json").write_text(json.dumps(run(overrides, acc)))
+    recipes_file, evidence = tmp_path / "recipes.py", tmp_path / "selection.json"
+    recipes_file.write_text((ROOT / "helpers" / "recipes.py").read_text())
+    argv = [str(folder), "--recipes-file", str(recipes_file), "--evidence", str(evidence)]
+    result = select_recipes.main(argv)
+    assert result["tuned"]["s8-ln"]["overrides"] == {"lr": base.lr * 3}
+    later = result["passes"][1]["s8-ln"]  # around lr x3: the weight decay candidate has not run there yet
+    assert later["incomplete"] and later["base"]["lr"] == base.lr * 3
+    assert later["base"]["weight_decay"] == base.weight_decay
+    saved = json.loads(evidence.read_text())["tuned"]["s8-ln"]
+    assert saved["overrides"] == {"lr": base.lr * 3} and saved["pending"]["incomplete"]
+    ln_line = recipes_file.read_text().split("# BEGIN TUNED")[1].split('"s8-ln"')[1].split("\n")[0]
+    assert f"lr={base.lr * 3!r}" in ln_line
+    assert recipes.get_recipe("s8", "tuned", "ln") == base  # the imported table is left as it was
+    again = select_recipes.main(argv)  # the same runs again: the same evidence
+    assert json.loads(evidence.read_text())["tuned"]["s8-ln"] == saved and again["passes"] == result["passes"]
+
+
 def test_settings_parse_to_recipe_values():
     assert tune.parse_settings(["lr=0.02", "tta=false", "ema_decay=none", "augment=s9-light", "dropout=0"]) == \
         {"lr": 0.02, "tta": False, "ema_decay": None, "augment": "s9-light", "dropout": 0}
