@@ -362,21 +362,21 @@ def choose_tuned_until_settled(runs: list[dict], epochs: int = 20, max_passes: i
         for _ in range(max_passes):
             chosen = choose_tuned(runs, epochs)
             passes.append(chosen)
-            changed = False
-            for key, choice in chosen.items():
-                if choice.get("incomplete") or not choice["overrides"]:
-                    continue
-                session, norm = session_and_norm(key)
-                new = recipes.recipe_with_settings(session, "tuned", norm or "bn", choice["overrides"])
-                if new.as_dict() != choice["base"]:
-                    recipes._TUNED[key] = {**recipes._TUNED[key], **choice["overrides"]}
-                    changed = True
-            if not changed:
+            if not any(changes_recipe(key, choice) for key, choice in chosen.items()):
                 break
+            for key, choice in combined_choice(passes).items():
+                recipes._TUNED[key] = {**saved[key], **choice["overrides"]}
     finally:
         recipes._TUNED.clear()
         recipes._TUNED.update(saved)
     return passes
+
+
+def changes_recipe(key: str, choice: dict) -> bool:
+    """Does a ``choose_tuned`` entry change its run's recipe? (One that waits, or keeps the recipe, has
+    overrides that change nothing.)"""
+    session, norm = session_and_norm(key)
+    return recipes.recipe_with_settings(session, "tuned", norm or "bn", choice["overrides"]).as_dict() != choice["base"]
 
 
 def combined_choice(passes: list[dict]) -> dict:
@@ -410,8 +410,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.evidence:
         evidence = Path(args.evidence)
         merged = json.loads(evidence.read_text()) if evidence.is_file() else None
-        for k, chosen in enumerate(passes):
-            merged = merge_evidence(merged, result if k == 0 else {**result, "tuned": chosen})
+        for chosen in passes:  # the first is result["tuned"]
+            merged = merge_evidence(merged, {**result, "tuned": chosen})
         evidence.write_text(json.dumps(merged, indent=1))
     return {**result, "passes": passes}
 
