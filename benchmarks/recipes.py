@@ -206,9 +206,25 @@ def tuning_table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def sampling_error(accuracy: float, images: int) -> float:
+    """One standard error, in points, of an accuracy (%) measured on ``images`` images: the binomial
+    sqrt(p (1 - p) / n), what the draw of evaluation images alone moves one run's score by."""
+    p = accuracy / 100
+    return 100 * (p * (1 - p) / images) ** 0.5
+
+
+def evaluation_images(config: dict) -> int:
+    """How many images a run was scored on, from its history's data line ("... / 5000 validation ...")."""
+    match = re.search(r"/ (\d+) (?:validation|test)", config["data"])
+    if not match:
+        raise ValueError(f"no image count in the data line {config['data']!r}")
+    return int(match.group(1))
+
+
 def tuning_summary(records: list[dict]) -> str:
-    """Per run: how many validation runs it had, the tuned recipe's own final validation accuracy and the
-    best settings other than the recipe's (each mean over the seeds run); doc/tuning.md lists every run."""
+    """Per run: how many validation runs it had, the tuned recipe's own final validation accuracy, the
+    best settings other than the recipe's (each mean over the seeds run), and how much one run's score
+    moves from the draw of validation images alone; doc/tuning.md lists every run."""
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in records:
         c = r["config"]
@@ -223,7 +239,8 @@ def tuning_summary(records: list[dict]) -> str:
         machines = ", ".join(sorted({short_hardware(r["hardware"]) for r in runs}))
         return f"{score(runs):.2f} % ({seeds}{machines})"
 
-    lines = ["| run | validation runs | the tuned recipe | the best other settings tried |", "|---|---|---|---|"]
+    lines = ["| run | validation runs | the tuned recipe | the best other settings tried "
+             "| one run's sampling error (binomial, 1 SE) |", "|---|---|---|---|---|"]
     for run in RUNS:
         mine = {settings: runs for (key, settings), runs in groups.items() if key == run}
         if not mine:
@@ -231,7 +248,9 @@ def tuning_summary(records: list[dict]) -> str:
         others = sorted((s for s in mine if s), key=lambda s: score(mine[s]), reverse=True)
         best = f"{others[0]}: {cell(mine[others[0]])}" if others else "none yet"
         own = cell(mine[""]) if "" in mine else "no validation run yet"
-        lines.append(f"| {run} | {sum(map(len, mine.values()))} | {own} | {best} |")
+        first = (mine.get("") or mine[others[0]])[0]
+        noise = sampling_error(score(mine.get("") or mine[others[0]]), evaluation_images(first["config"]))
+        lines.append(f"| {run} | {sum(map(len, mine.values()))} | {own} | {best} | {noise:.2f} points |")
     return "\n".join(lines)
 
 
