@@ -248,8 +248,8 @@ def tuning_summary(records: list[dict]) -> str:
         others = sorted((s for s in mine if s), key=lambda s: score(mine[s]), reverse=True)
         best = f"{others[0]}: {cell(mine[others[0]])}" if others else "none yet"
         own = cell(mine[""]) if "" in mine else "no validation run yet"
-        first = (mine.get("") or mine[others[0]])[0]
-        noise = sampling_error(score(mine.get("") or mine[others[0]]), evaluation_images(first["config"]))
+        basis = mine.get("") or mine[others[0]]  # the recipe's own runs, else the best other's
+        noise = sampling_error(score(basis), evaluation_images(basis[0]["config"]))
         lines.append(f"| {run} | {sum(map(len, mine.values()))} | {own} | {best} | {noise:.2f} points |")
     return "\n".join(lines)
 
