@@ -431,8 +431,11 @@ def main(argv: list[str] | None = None) -> None:
     t0, out, e, smoke = time.time(), Path(args.out), args.epochs, args.smoke
     deadline = t0 + args.budget
     phases = [ph for ph in PHASES if ph in args.phases]
-    if RUNS.exists() and not args.keep:
-        shutil.rmtree(RUNS)
+    if RUNS.exists() and not args.keep:  # a new plan: keep what the last one left, out of its way
+        aside = RUNS.with_name(f"{RUNS.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        RUNS.rename(aside)
+        print(f"[plan] moved the earlier {RUNS.name}/ aside to {aside.name}/ (collect it if it holds runs "
+              "not yet in doc/results; --keep goes on from it instead)", flush=True)
     if args.keep and not RUNS.is_dir():
         print("[plan] --keep, but runs/gpu is not here: this machine started bare, so the earlier call's runs "
               "count only once collected into doc/results (their results.tar.gz came back with that call)", flush=True)

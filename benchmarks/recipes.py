@@ -49,12 +49,13 @@ EPOCHS = 20  # the results sections compare 20-epoch runs (the issues' budget)
 
 
 def data_kind(config: dict) -> str:
-    """"full" (50,000 train), "sample" (the 4,068-image CPU sample), "validation" or "synthetic"."""
+    """"full" (50,000 train), "sample" (the 4,068-image CPU sample), "validation" or "synthetic" (a smoke
+    run's images, validation split or not: their scores never count)."""
     text = config["data"]
-    if "validation" in text:
-        return "validation"
     if text.startswith("synthetic"):
         return "synthetic"
+    if "validation" in text:
+        return "validation"
     return "full" if text.startswith("CIFAR-10: 50000 train") else "sample"
 
 

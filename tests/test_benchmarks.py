@@ -285,6 +285,28 @@ def test_s8_bn_is_tuned_only_to_a_recipe_that_also_wins_on_the_cpu_sample(monkey
     assert none["incomplete"] and none["no_candidate_passes"] and "needs_sample" not in none
 
 
+def test_only_validation_runs_on_full_cifar_count_in_the_tuning(monkeypatch):
+    """A smoke run's data line also says "validation" ("synthetic: 461 train / 51 validation ..."), and so
+    does a run on the CPU sample's split: neither may enter the tuning tables or the choice."""
+    lr = recipes.get_recipe("s8", "tuned", "ln").lr
+    monkeypatch.setattr(select_recipes, "CANDIDATES", {"s8-ln": [{}, {"lr": lr * 3}]})
+
+    def run(overrides, kind, acc):
+        r = _record("s8", "ln", "tuned", 1, [acc] * 20, kind=kind)
+        r["config"]["recipe"] = recipes.recipe_with_settings("s8", "tuned", "ln", overrides).as_dict()
+        return r
+    smoke = "synthetic: 461 train / 51 validation (last 10 % of train) images"
+    sample = "CIFAR-10: 3661 train / 407 validation (last 10 % of train) images"
+    assert recipes_benchmark.data_kind({"data": smoke}) == "synthetic"
+    assert recipes_benchmark.data_kind({"data": full_cifar.VALIDATION}) == "validation"
+    real = [run({}, full_cifar.VALIDATION, 80.0), run({"lr": lr * 3}, full_cifar.VALIDATION, 79.0)]
+    others = [run({"lr": lr * 3}, smoke, 99.0), run({"lr": lr * 3}, sample, 98.0)]
+    chosen = select_recipes.choose_tuned(real + others)["s8-ln"]
+    assert chosen["overrides"] == {} and [s["val_acc"] for s in chosen["scores"]] == [80.0, 79.0]
+    assert select_recipes.choose_tuned(real[:1] + others)["s8-ln"]["incomplete"]  # lr x3 never ran on full data
+    assert "20.00 %" not in recipes_benchmark.tuning_table(real + [run({}, smoke, 20.0)])
+
+
 def test_a_later_selection_that_only_waits_keeps_the_earlier_choice():
     choice = {"overrides": {"lr": 0.4}, "val_acc": 86.0, "scores": [], "base": {"lr": 0.2}}
     waits = {"overrides": {}, "incomplete": True, "scores": [{"overrides": {}, "val_acc": 86.0}], "base": {"lr": 0.4}}
@@ -595,6 +617,22 @@ def test_a_kept_call_on_a_bare_machine_says_the_earlier_runs_are_not_there(tmp_p
     assert "this machine started bare" in capsys.readouterr().out
     full_cifar.main(["--smoke", "--keep", "--out", str(tmp_path / "out"), "--runs", "s9", "--phases", "tune"])
     assert "started bare" not in capsys.readouterr().out  # the first call left runs/gpu there
+
+
+def test_a_new_plan_moves_the_last_plans_runs_aside_instead_of_deleting_them(tmp_path, monkeypatch, capsys):
+    """Run without --keep after a CPU plan, the plan used to delete runs/gpu: runs not yet collected, and
+    the checkpoints of runs its budget stopped, were lost."""
+    monkeypatch.setattr(full_cifar, "tune_jobs", lambda *a, **k: [])
+    monkeypatch.setattr(full_cifar, "select_argv", lambda *a, **k: [sys.executable, "-c", "pass"])
+    monkeypatch.setattr(full_cifar, "pack", lambda *a, **k: None)
+    done = full_cifar.RUNS / "tune" / "s8-ln-base" / "run.json"
+    done.parent.mkdir(parents=True)
+    done.write_text("{}")
+    full_cifar.main(["--smoke", "--out", str(tmp_path / "out"), "--runs", "s9", "--phases", "tune"])
+    aside = [p for p in full_cifar.RUNS.parent.iterdir() if p.name.startswith(full_cifar.RUNS.name + "-")]
+    assert len(aside) == 1 and (aside[0] / "tune" / "s8-ln-base" / "run.json").read_text() == "{}"
+    assert not (full_cifar.RUNS / "tune" / "s8-ln-base").exists()  # the new plan starts from an empty folder
+    assert f"aside to {aside[0].name}/" in capsys.readouterr().out
 
 
 def test_full_cifar_moves_an_earlier_calls_run_of_another_recipe_out_of_the_way(monkeypatch):
