@@ -181,7 +181,8 @@ def cli(name: str, session: str, norm: str | None, recipe: str, seed: int, epoch
         validation: bool = False, loader: str = "device", smoke: bool = False, cuda_graph: bool = False,
         out: Path | None = None, resume: bool = False) -> Job:
     """A ``python -m helpers.run`` job writing into ``out`` (default runs/gpu/NAME); ``resume`` goes on from
-    the checkpoint an earlier call left there (a run stopped at its deadline)."""
+    the checkpoint an earlier call left there (a run stopped at its deadline), else a run left there is
+    replaced."""
     argv = [sys.executable, "-m", "helpers.run", session, "--recipe", recipe, "--seed", str(seed),
             "--epochs", str(epochs), "--loader", loader, "--out", str(out or RUNS / name), "--no-progress"]
     argv += ["--norm", norm] if session == "s8" else []
@@ -190,7 +191,7 @@ def cli(name: str, session: str, norm: str | None, recipe: str, seed: int, epoch
     argv += ["--smoke"] if smoke else []
     argv += ["--workers", "3"] if loader == "albumentations" else []  # several of them share 16 cores
     argv += ["--cuda-graph"] if cuda_graph and loader == "device" else []
-    argv += ["--resume"] if resume else []
+    argv += ["--resume"] if resume else ["--overwrite"]  # the plan owns its folders (make_room clears them)
     return Job(name, argv)
 
 

@@ -573,7 +573,8 @@ def run_sample(data_root: str | None, runs: list[str], seeds: list[int], epochs:
                 changed = tuple(settings) if name == "tuned" else ()
                 folder = Path(out) / f"{run}-{name}{''.join('-' + c for c in changed)}-seed{seed}"
                 argv = [sys.executable, "-m", "helpers.run", session, "--recipe", name, "--seed", str(seed),
-                        "--epochs", str(epochs), "--out", str(folder), "--no-progress", "--device", "cpu"]
+                        "--epochs", str(epochs), "--out", str(folder), "--no-progress", "--device", "cpu",
+                        "--overwrite"]  # a comparison run again replaces its runs
                 argv += ["--norm", norm] if norm else []
                 argv += ["--set", *changed] if changed else []
                 argv += ["--smoke"] if smoke else ["--data-root", str(data_root)]

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
                    help="recipe fields to change, e.g. lr=0.05 dropout=none augment=flip tta=false")
     p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=run.random_seed, default=1)
     p.add_argument("--data-root", default=None)
     p.add_argument("--device", choices=train.DEVICES, default="auto")
     p.add_argument("--loader", choices=run.LOADERS, default="auto")

@@ -352,13 +352,19 @@ class CifarSplit:
 
 def load_cifar10(root: str | os.PathLike | None = None, train: bool = True,
                  download: bool = True) -> CifarSplit:
-    """Load the train (all ``data_batch_*`` present) or test split into memory, validated."""
+    """Load the train split (``data_batch_1`` up to the last one present: a subset keeps the first few)
+    or the test split into memory, validated."""
     folder = ensure_cifar10(root, download)
     classes = _read_meta(folder / META_FILE)
     files = [folder / f for f in TRAIN_FILES if (folder / f).is_file()] if train else [folder / TEST_FILE]
     if not files or not files[0].is_file():
         wanted = "data_batch_1..5" if train else TEST_FILE
         raise CifarDataError(f"{folder} has no {wanted}; the CIFAR-10 folder is incomplete.")
+    last = TRAIN_FILES.index(files[-1].name) if train else 0
+    gaps = [f for f in TRAIN_FILES[:last] if not (folder / f).is_file()]
+    if gaps:  # an extraction or copy cut short: training on what is left would go unnoticed
+        raise CifarDataError(f"{folder} has {files[-1].name} but not {', '.join(gaps)}; "
+                             "the CIFAR-10 folder is incomplete.")
     parts = [_read_batch(f) for f in files]
     return CifarSplit(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), classes)
 

@@ -276,6 +276,17 @@ def _workers(text: str) -> int:
     return value
 
 
+def random_seed(text: str) -> int:
+    """An argparse type: a random seed, a whole number from 0 to 2**32 - 1 (what numpy accepts)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 2**32 - 1, got {text}")
+    return value
+
+
 def parse_settings(pairs: list[str]) -> dict:
     """["lr=0.02", "tta=false", "ema_decay=none"] -> {"lr": 0.02, "tta": False, "ema_decay": None}."""
     settings = {}
@@ -318,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="change recipe fields, e.g. --set weight_decay=1e-4 augment=flip dropout=none")
     common.add_argument("--data-root", default=None, help=DATA_ROOT_HELP)
     common.add_argument("--out", default=None, help="output folder (default: runs/s8-<norm>-<recipe> or runs/s9-<recipe>)")
-    common.add_argument("--seed", type=int, default=1, help="random seed (default: %(default)s)")
+    common.add_argument("--seed", type=random_seed, default=1, help="random seed (default: %(default)s)")
     common.add_argument("--device", choices=train.DEVICES, default="auto",
                         help="auto picks cuda, then mps, then cpu (default: %(default)s)")
     common.add_argument("--loader", choices=LOADERS, default="auto",
@@ -337,6 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="score on the last 10%% of the training images instead of the test batch (tuning)")
     common.add_argument("--smoke", action="store_true", help="tiny synthetic CIFAR-format data, for a quick look")
     common.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    common.add_argument("--overwrite", action="store_true",
+                        help="replace the run saved in --out (without it, a folder that holds a run is refused, "
+                             "so a second command cannot wipe out an hour of training)")
     common.add_argument("--no-progress", action="store_true", help="no progress bars")
     s8 = sub.add_parser("s8", parents=[common], formatter_class=fmt, epilog=EXAMPLES,
                         help="Session 8: normalization (BatchNorm, LayerNorm, GroupNorm)",
@@ -421,13 +435,18 @@ def main(argv: list[str] | None = None) -> float:
     tag = f"{args.command}-{norm}" if args.command == "s8" else args.command
     out = Path(args.out or f"runs/{tag}-{args.recipe}{'-smoke' if args.smoke else ''}")
     epochs = args.epochs or (1 if args.smoke else 20)
+    if not (args.resume or args.overwrite or args.smoke) and (out / "checkpoint.pt").exists():
+        sys.exit(f"error: {out} holds a run already: --resume goes on with it, --overwrite replaces it, "
+                 "--out DIR trains into another folder")
+    if not args.resume:
+        (out / "run.json").unlink(missing_ok=True)  # the replaced run's record must not outlive it
     try:
         result = train_course_net(args.command, norm, recipe, epochs=epochs, data_root=args.data_root, out=out,
                                   seed=args.seed, device=args.device, loader=args.loader, amp=args.amp,
                                   compile=args.compile, cuda_graph=args.cuda_graph, workers=args.workers,
                                   smoke=args.smoke,
                                   validation=args.validation, resume=args.resume, progress=not args.no_progress)
-    except (data.CifarDataError, train.NonFiniteLossError, train.CheckpointMismatchError) as e:
+    except (data.CifarDataError, train.NonFiniteLossError, train.CheckpointError) as e:
         sys.exit(f"error: {e}")
     except KeyboardInterrupt:
         if (out / "checkpoint.pt").exists():

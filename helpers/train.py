@@ -46,7 +46,11 @@ class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite."""
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointError(ValueError):
+    """A file that is not a safe or valid checkpoint (damaged, foreign, or holding code)."""
+
+
+class CheckpointMismatchError(CheckpointError):
     """``resume`` found a checkpoint saved by a run with other settings."""
 
 
@@ -381,6 +385,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer, schedu
         "history": history,
         "rng_cpu": torch.get_rng_state(),
         "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "rng_mps": torch.mps.get_rng_state() if torch.backends.mps.is_available() else None,  # Apple GPUs
     }
     atomic_write(Path(path), lambda p: torch.save(state, p))
 
@@ -389,15 +394,16 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     """Load a checkpoint safely: ``weights_only=True`` refuses anything but tensors and plain data.
 
     Loaded onto the CPU by default, so a checkpoint saved on a GPU loads on any machine;
-    ``load_state_dict`` then copies each tensor to where the model and optimiser live.
+    ``load_state_dict`` then copies each tensor to where the model and optimiser live. Anything that
+    does not load that way raises ``CheckpointError``.
     """
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise
     except Exception as e:
-        raise ValueError(f"{path} is not a safe or valid checkpoint ({type(e).__name__}: "
-                         f"{str(e).splitlines()[0]})") from None
+        raise CheckpointError(f"{path} is not a safe or valid checkpoint ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0]})") from None
 
 
 def config_changes(saved: dict | None, config: dict | None, defaults: dict | None = None) -> list[str]:
@@ -445,6 +451,8 @@ def _restore(state: dict, model, optimizer, scheduler, ema) -> list[dict]:
     if state["rng_cuda"] and torch.cuda.is_available():
         cuda_states = [t.cpu() for t in state["rng_cuda"]]
         torch.cuda.set_rng_state_all(cuda_states[:torch.cuda.device_count()])
+    if state.get("rng_mps") is not None and torch.backends.mps.is_available():  # older checkpoints lack it
+        torch.mps.set_rng_state(state["rng_mps"].cpu())
     return list(state["history"])
 
 

@@ -84,6 +84,9 @@ def test_validation_runs_score_the_last_tenth_of_the_training_images_and_say_so(
     (["s8", "--lr", "-0.1"], "must be greater than 0"),
     (["s9", "--norm", "gn"], "--norm applies to s8 only"),
     (["s8", "--workers", "-1"], "must be 0 (load in the main process) or more"),
+    (["s8", "--seed", "-1"], "must be from 0 to 2**32 - 1, got -1"),
+    (["s8", "--seed", str(2**32)], "must be from 0 to 2**32 - 1"),
+    (["s8", "--seed", "one"], "'one' is not a whole number"),
     (["s8", "--set", "lr"], "--set takes field=value"),
     (["s8", "--set", "colour=red"], "unknown recipe field(s) colour"),
     (["s8", "--set", "augment=crop_flip"], "unknown augment 'crop_flip'"),
@@ -194,6 +197,40 @@ def test_figures_command_redraws_a_finished_run(tmp_path):
     other = _cli("figures", str(out), "--device", "cpu", cwd=tmp_path)
     assert other.returncode == 1 and "Traceback" not in other.stderr
     assert other.stderr.strip().startswith("error:") and "was trained on synthetic: 999 train" in other.stderr
+
+
+def test_a_new_run_never_silently_replaces_a_saved_one(tmp_path, monkeypatch):
+    """`s8` after an hour-long `s8 --seed 2` (same default folder) used to wipe that run out."""
+    started = []
+
+    def train_then_stop(*args, **kwargs):  # stands in for the training: notes it began, then Ctrl-C
+        started.append(kwargs["seed"])
+        raise KeyboardInterrupt
+    monkeypatch.setattr(run, "train_course_net", train_then_stop)
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "checkpoint.pt").write_bytes(b"an hour of training")
+    (out / "run.json").write_text("{}")
+    with pytest.raises(SystemExit) as exit_:
+        run.main(["s8", "--seed", "2", "--out", str(out), "--no-progress"])
+    message = str(exit_.value.code)
+    assert message.startswith(f"error: {out} holds a run already") and "--overwrite" in message
+    assert started == [] and (out / "checkpoint.pt").read_bytes() == b"an hour of training"
+    assert (out / "run.json").is_file()
+    with pytest.raises(SystemExit) as exit_:  # asked for: trains, and the old record goes at once
+        run.main(["s8", "--seed", "2", "--out", str(out), "--no-progress", "--overwrite"])
+    assert exit_.value.code == 130 and started == [2] and not (out / "run.json").exists()
+
+
+def test_a_damaged_checkpoint_on_resume_is_one_line(tmp_path, capsys):
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "checkpoint.pt").write_bytes(b"PK\x03\x04 cut off by a full disk")
+    with pytest.raises(SystemExit) as exit_:
+        run.main(["s8", "--smoke", "--resume", "--out", str(out), "--no-progress", "--device", "cpu"])
+    message = str(exit_.value.code)
+    assert message.startswith("error: ") and "is not a safe or valid checkpoint" in message
+    assert str(out / "checkpoint.pt") in message and "\n" not in message
 
 
 def test_ctrl_c_says_whether_an_epoch_was_saved(tmp_path, monkeypatch, capsys):

@@ -118,6 +118,18 @@ def test_truncated_batch_and_missing_meta(tmp_path, cifar_root):
         data.load_cifar10(tmp_path, train=True)
 
 
+def test_a_missing_training_batch_between_others_is_an_error(tmp_path):
+    """data_batch_1, 2 and 4 without 3 (a copy cut short) used to train on what was there, unnoticed."""
+    folder = data.write_synthetic_cifar(tmp_path, 400, 50, train_batches=4)
+    assert len(data.load_cifar10(tmp_path, download=False)) == 400
+    (folder / "data_batch_4").unlink()  # a subset: the first batches, none missing
+    assert len(data.load_cifar10(tmp_path, download=False)) == 300
+    (folder / "data_batch_2").unlink()
+    with pytest.raises(data.CifarDataError, match=r"has data_batch_3 but not data_batch_2;"):
+        data.load_cifar10(tmp_path, download=False)
+    assert len(data.load_cifar10(tmp_path, train=False, download=False)) == 50  # the test split is not affected
+
+
 def test_crafted_batch_runs_no_code(tmp_path, cifar_root):
     folder = _copy(cifar_root, tmp_path)
     marker = tmp_path / "pwned"

@@ -427,6 +427,22 @@ def test_checkpoint_rng_states_load_onto_the_cpu_whatever_the_map_location(split
     assert torch.equal(torch.get_rng_state(), state["rng_cpu"]) and len(history) == 1
 
 
+def test_checkpoint_keeps_and_restores_an_apple_gpus_random_state(splits, tmp_path, monkeypatch):
+    """On MPS, dropout draws from the MPS generator: a resumed run must get it back (checked here with a
+    stand-in generator, as this machine has no Apple GPU)."""
+    mps_state = {"now": torch.tensor([7, 7], dtype=torch.uint8)}
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    monkeypatch.setattr(torch.mps, "get_rng_state", lambda: mps_state["now"].clone())
+    monkeypatch.setattr(torch.mps, "set_rng_state", lambda t: mps_state.update(now=t.clone()))
+    _run(splits, 1, out_dir=tmp_path)
+    state = train.load_checkpoint(tmp_path / "checkpoint.pt")
+    assert state["rng_mps"].tolist() == [7, 7]
+    mps_state["now"] = torch.tensor([1, 2], dtype=torch.uint8)  # the generator moved on, as in another process
+    model = models.S8("bn")
+    train._restore(state, model, recipes.make_optimizer(model, recipes.get_recipe("s8", "seed")), None, None)
+    assert mps_state["now"].tolist() == [7, 7]
+
+
 def test_resume_keeps_this_machines_fused_sgd(splits, tmp_path):
     """A checkpoint of a run without fused SGD (a CPU run) resumed where SGD is fused (a GPU): the optimizer
     keeps its own implementation and takes the checkpoint's state (momentum buffers, lr)."""
