@@ -446,6 +446,10 @@ def main(argv: list[str] | None = None) -> float:
                                   compile=args.compile, cuda_graph=args.cuda_graph, workers=args.workers,
                                   smoke=args.smoke,
                                   validation=args.validation, resume=args.resume, progress=not args.no_progress)
+    except train.CheckpointMismatchError as e:
+        longer = "onecycle_epochs" in str(e)  # the one setting a student changes on purpose when resuming
+        sys.exit(f"error: {e}" + ("; a one-cycle schedule is fitted to the run's length, so the run cannot be "
+                                  "made longer: --overwrite trains it again with the new --epochs" if longer else ""))
     except (data.CifarDataError, train.NonFiniteLossError, train.CheckpointError) as e:
         sys.exit(f"error: {e}")
     except KeyboardInterrupt:

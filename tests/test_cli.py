@@ -164,6 +164,9 @@ def test_resuming_a_one_cycle_run_with_more_epochs_is_refused_in_one_line(tmp_pa
         run.main(base + ["--epochs", "2", "--resume"])
     message = str(exit_.value.code)
     assert "onecycle_epochs: 1 -> 2" in message and "\n" not in message
+    assert "cannot be made longer: --overwrite trains it again" in message
+    run.main(base + ["--epochs", "2", "--overwrite"])  # what the message offers works
+    assert len(json.loads((tmp_path / "r" / "history.json").read_text())) == 2
 
 
 def test_session_help_differs_shows_defaults_and_examples(capsys):
