@@ -70,7 +70,7 @@ NORMS = ("bn", "ln", "gn")
 PHASES = ("tests", "speed", "tune", "finals", "loaders", "notebooks")
 RUN_KEYS = ("s8-bn", "s8-ln", "s8-gn", "s9")
 FULL = "CIFAR-10: 50000 train / 10000 test images"
-VALIDATION = "CIFAR-10: 45000 train / 5000 validation (last 10 % of train) images"
+VALIDATION = sel.VALIDATION_DATA
 # Seconds the two notebooks need on a shared H200 (S8: three 20-epoch runs one after another, about 3.3 s an
 # epoch alone; S9: two, about 4.5 s), with margin for sharing the GPU with the finals.
 NOTEBOOK_SECONDS = 360

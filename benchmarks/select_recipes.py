@@ -188,7 +188,7 @@ def plateau_drop_epochs(test_losses: list[float], recipe: recipes.Recipe) -> lis
 
 
 SAMPLE_DATA = "CIFAR-10: 4068 train"  # how a run on the CPU sample names its data
-VALIDATION_DATA = "CIFAR-10: 45000 train / 5000 validation"  # and a run on full CIFAR-10's validation split
+VALIDATION_DATA = "CIFAR-10: 45000 train / 5000 validation (last 10 % of train) images"  # full CIFAR-10's split
 
 
 def finals_of(runs: list[dict], key: str, recipe: recipes.Recipe, data: Callable[[str], bool],
@@ -218,7 +218,7 @@ def choose_tuned(runs: list[dict], epochs: int = 20) -> dict:
         scores = []
         for overrides in candidates:
             expected = recipes.recipe_with_settings(session, "tuned", norm, overrides)
-            found = finals_of(runs, key, expected, lambda data: data.startswith(VALIDATION_DATA), epochs)
+            found = finals_of(runs, key, expected, lambda data: data == VALIDATION_DATA, epochs)
             if found:
                 scores.append((statistics.fmean(found), overrides))
         table = [{"overrides": o, "val_acc": a} for a, o in scores]

@@ -266,25 +266,23 @@ def _positive(kind):
     return parse
 
 
-def _workers(text: str) -> int:
+def _whole_number(text: str, lowest: int, highest: float, allowed: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 (load in the main process) or more, got {text}")
+    if not lowest <= value <= highest:
+        raise argparse.ArgumentTypeError(f"must be {allowed}, got {text}")
     return value
+
+
+def _workers(text: str) -> int:
+    return _whole_number(text, 0, float("inf"), "0 (load in the main process) or more")
 
 
 def random_seed(text: str) -> int:
     """An argparse type: a random seed, a whole number from 0 to 2**32 - 1 (what numpy accepts)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 0 <= value < 2**32:
-        raise argparse.ArgumentTypeError(f"must be from 0 to 2**32 - 1, got {text}")
-    return value
+    return _whole_number(text, 0, 2**32 - 1, "from 0 to 2**32 - 1")
 
 
 def parse_settings(pairs: list[str]) -> dict:
@@ -447,7 +445,7 @@ def main(argv: list[str] | None = None) -> float:
                                   smoke=args.smoke,
                                   validation=args.validation, resume=args.resume, progress=not args.no_progress)
     except train.CheckpointMismatchError as e:
-        longer = "onecycle_epochs" in str(e)  # the one setting a student changes on purpose when resuming
+        longer = any(c.startswith("onecycle_epochs:") for c in e.changes)  # set on purpose, to go on longer
         sys.exit(f"error: {e}" + ("; a one-cycle schedule is fitted to the run's length, so the run cannot be "
                                   "made longer: --overwrite trains it again with the new --epochs" if longer else ""))
     except (data.CifarDataError, train.NonFiniteLossError, train.CheckpointError) as e:

@@ -51,7 +51,12 @@ class CheckpointError(ValueError):
 
 
 class CheckpointMismatchError(CheckpointError):
-    """``resume`` found a checkpoint saved by a run with other settings."""
+    """``resume`` found a checkpoint saved by a run with other settings: ``changes`` names them, each
+    "setting: saved -> now" (``config_changes``)."""
+
+    def __init__(self, message: str, changes: list[str]):
+        super().__init__(message)
+        self.changes = changes
 
 
 def set_seed(seed: int) -> None:
@@ -498,7 +503,7 @@ def fit(model: nn.Module, train_loader: Iterable, test_loader: Iterable, optimiz
             if changes:
                 raise CheckpointMismatchError(
                     f"{ckpt} was saved by a run with other settings ({'; '.join(changes)}): "
-                    f"train into a new folder, or resume with the same settings")
+                    f"train into a new folder, or resume with the same settings", changes)
             history = _restore(state, model, optimizer, scheduler, ema)
             if verbose:
                 print(f"resumed from {ckpt} after epoch {len(history)}")
