@@ -3,7 +3,7 @@
 A session's 15 device minutes (start-up included) hold one full call and a short one, the second made at
 once, while the machine is still warm (it goes back after 30 idle seconds; a cold one starts bare):
 
-    source .device/setup.sh && python benchmarks/full_cifar.py --out "$OUT" --runs s9 --phases tests tune finals notebooks
+    source .device/setup.sh && python benchmarks/full_cifar.py --out "$OUT" --runs s9 --phases tests tune finals
     source .device/setup.sh && python benchmarks/full_cifar.py --keep --budget 170 --out "$OUT" --phases speed
     python benchmarks/full_cifar.py --smoke --epochs 1 --budget 120 --out /tmp/o --phases tune   # anywhere
 
@@ -277,9 +277,9 @@ def test_suites() -> tuple[Job, Job]:
     shutil.copytree(ROOT, SNAPSHOT, ignore=shutil.ignore_patterns(".git", ".device", ".venv", "runs", "data",
                                                                   "__pycache__", ".ipynb_checkpoints"))
     return (Job("pytest-gpu", pytest + ["tests/test_gpu.py", f"--junitxml={RUNS / 'pytest.xml'}"],
-                env={"OMP_NUM_THREADS": "4"}),
+                env={"OMP_NUM_THREADS": "2"}),  # 2 threads each: a dozen training processes share the 16 cores
             Job("pytest-rest", pytest + ["--ignore=tests/test_gpu.py", f"--junitxml={RUNS / 'pytest-rest.xml'}"],
-                env={"OMP_NUM_THREADS": "4"}, cwd=SNAPSHOT))
+                env={"OMP_NUM_THREADS": "2"}, cwd=SNAPSHOT))
 
 
 def finish(job: Job, deadline: float, label: str) -> None:
@@ -347,16 +347,23 @@ def cli_seconds_needed(speed_json: Path, epochs: int) -> float:
 
 
 def run_speed_benchmark(argv: list[str], deadline: float, speed_json: Path, epochs: int, reserve: bool = True,
-                        least: float = 30.0) -> None:
+                        least: float = 30.0, on_case: Callable[[], None] | None = None) -> None:
     """Run benchmarks/gpu_speed.py (``argv``) until it ends, or until only the time that the timed CLI run
     needs is left before ``deadline`` (``cli_seconds_needed``, judged again as each case lands in
     ``speed_json``; nothing with ``reserve`` off). It runs at least ``least`` seconds. Its output goes to
-    runs/gpu/speed.log."""
+    runs/gpu/speed.log. ``on_case()`` is called each time ``speed_json`` changes (the plan packs the results
+    then, so a call cut short by the device's time limit still returns the cases timed so far)."""
+    def stamp() -> float | None:
+        return speed_json.stat().st_mtime_ns if speed_json.is_file() else None
+
     with open(RUNS / "speed.log", "w") as log:
         proc = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                                 env={**os.environ, "OMP_NUM_THREADS": "1"})
-        start = time.time()
+        start, seen = time.time(), stamp()
         while proc.poll() is None:
+            if on_case is not None and stamp() != seen:
+                seen = stamp()
+                on_case()
             needed = cli_seconds_needed(speed_json, epochs) if reserve else 0.0
             if time.time() - start >= least and time.time() >= deadline - needed:
                 proc.kill()
@@ -388,11 +395,12 @@ def select_argv(epochs: int, smoke: bool = False) -> list[str]:
 
 
 def pack(out: Path, with_recipes: bool = False, notebooks: tuple[Path, ...] = ()) -> None:
-    """OUT/results.tar.gz: run.json files, logs, speed results, the selection's evidence, ``notebooks``
+    """OUT/results.tar.gz: run.json files, the history.json of runs stopped at a deadline (their curves so
+    far: only run.json counts as a result), logs, speed results, the selection's evidence, ``notebooks``
     (those executed without an error) and, ``with_recipes`` (after a choice), helpers/recipes.py."""
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / "results.tar.gz.tmp"
-    kept = ("run.json", "speed.json", "selection.json", "pytest.xml", "pytest-rest.xml")
+    kept = ("run.json", "history.json", "speed.json", "selection.json", "pytest.xml", "pytest-rest.xml")
     with tarfile.open(tmp, "w:gz") as tar:
         for path in sorted(RUNS.rglob("*")):
             if path.is_file() and (path.name in kept or path.suffix == ".log"):
@@ -475,7 +483,8 @@ def main(argv: list[str] | None = None) -> None:
         speed = [sys.executable, "benchmarks/gpu_speed.py", "--epochs", "1", "--json", str(RUNS / "speed.json")]
         speed += ["--smoke", "--cases", "s8/device"] if smoke else []
         # the timed CLI run comes after it: the benchmark stops in time for it, as estimated from its own rows
-        run_speed_benchmark(speed, deadline, RUNS / "speed.json", e, reserve=not smoke)
+        run_speed_benchmark(speed, deadline, RUNS / "speed.json", e, reserve=not smoke,
+                            on_case=lambda: pack(out, with_recipes=tuned))
         pack(out)
         start = time.time()
         graphs = use_graphs(args.cuda_graph, RUNS / "speed.json", tests_passed)

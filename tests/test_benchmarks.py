@@ -505,6 +505,37 @@ def test_the_speed_benchmark_stops_once_its_rows_say_the_cli_run_needs_the_rest(
     assert "done" in (full_cifar.RUNS / "speed.log").read_text() and "stopped" not in capsys.readouterr().out
 
 
+def test_the_speed_benchmark_packs_each_case_as_it_lands(tmp_path):
+    """The speed phase is a session's last call, and the device's time limit may cut it short: each case
+    the benchmark writes must reach the results at once, not after the benchmark ends."""
+    speed = tmp_path / "speed.json"
+    code = (f"import json, time, pathlib; p = pathlib.Path(r'{speed}')\n"
+            "for k in range(3):\n"
+            "    time.sleep(0.7); p.write_text(json.dumps({'rows': [{'case': j} for j in range(k + 1)]}))\n"
+            "time.sleep(0.7)")
+    full_cifar.RUNS.mkdir(parents=True)
+    packed = []
+    full_cifar.run_speed_benchmark([sys.executable, "-c", code], time.time() + 60, speed, 20, reserve=False,
+                                   least=0.0, on_case=lambda: packed.append(len(json.loads(speed.read_text())["rows"])))
+    assert packed == [1, 2, 3]  # once per case, each time with the cases so far
+
+
+def test_the_results_keep_a_stopped_runs_history_but_no_checkpoint(tmp_path, monkeypatch):
+    """A run stopped at the deadline leaves its checkpoint on the GPU machine; its curve so far comes back
+    (history.json), the multi-megabyte checkpoint does not, and a finished run's record does."""
+    monkeypatch.setattr(full_cifar, "ROOT", tmp_path)  # the archive names paths from the checkout's root
+    stopped, ended = full_cifar.RUNS / "final" / "stopped", full_cifar.RUNS / "final" / "ended"
+    for folder in (stopped, ended):
+        folder.mkdir(parents=True)
+        (folder / "history.json").write_text("[]")
+        (folder / "checkpoint.pt").write_bytes(b"x")
+    (ended / "run.json").write_text("{}")
+    full_cifar.pack(tmp_path / "out")
+    with tarfile.open(tmp_path / "out" / "results.tar.gz") as tar:
+        names = {Path(n).relative_to(full_cifar.RUNS.relative_to(full_cifar.ROOT)).as_posix() for n in tar.getnames()}
+    assert names == {"final/stopped/history.json", "final/ended/history.json", "final/ended/run.json"}
+
+
 def test_the_timed_cli_run_is_kept_without_a_speed_table(tmp_path):
     speed = tmp_path / "speed.json"
     full_cifar.record_cli_time(speed, 58.3, False, 20)  # the benchmark ran out of time before writing anything
