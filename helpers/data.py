@@ -39,11 +39,14 @@ import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
+
+if TYPE_CHECKING:  # for the type hints only: albumentations is imported when a pipeline is built
+    import albumentations as A
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)  # std over all pixels, not the mean of per-image stds (0.2023...)
@@ -435,21 +438,21 @@ def _albumentations():
     return A, ToTensorV2
 
 
-def _cutout(mean: Sequence[float], size: int, p: float):
+def _cutout(mean: Sequence[float], size: int, p: float) -> A.BasicTransform:
     """One ``size`` x ``size`` hole filled with the mean colour (so it becomes 0 after normalisation)."""
     A, _ = _albumentations()
     return A.CoarseDropout(num_holes_range=(1, 1), hole_height_range=(size, size), hole_width_range=(size, size),
                            fill=tuple(255.0 * m for m in mean), p=p)
 
 
-def eval_transforms(mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD):
+def eval_transforms(mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD) -> A.Compose:
     """Normalise only (uint8 HWC -> float CHW tensor)."""
     A, ToTensorV2 = _albumentations()
     return A.Compose([A.Normalize(mean=mean, std=std, max_pixel_value=255.0), ToTensorV2()], strict=True)
 
 
 def s8_train_transforms(mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD,
-                        p_flip: float = 0.1, p_rotate: float = 0.1):
+                        p_flip: float = 0.1, p_rotate: float = 0.1) -> A.Compose:
     """Session 8: horizontal flip (p=0.1) and rotation within +-10 degrees (p=0.1), black fill
     as torchvision's RandomRotation."""
     A, ToTensorV2 = _albumentations()
@@ -462,7 +465,7 @@ def s8_train_transforms(mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[floa
 
 
 def flip_train_transforms(mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD,
-                          p_flip: float = 0.5):
+                          p_flip: float = 0.5) -> A.Compose:
     """Horizontal flip only, with p=0.5: the lightest augmentation that helps a small
     network on CIFAR-10 (the tuned Session 8 GroupNorm recipe uses it)."""
     A, ToTensorV2 = _albumentations()
@@ -475,7 +478,7 @@ def flip_train_transforms(mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[fl
 
 def s9_train_transforms(mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD,
                         p_flip: float = 0.5, p_affine: float = 0.5, p_cutout: float = 0.5,
-                        cutout: int = 16, shift: float = 0.0625, scale: float = 0.1, rotate: float = 15.0):
+                        cutout: int = 16, shift: float = 0.0625, scale: float = 0.1, rotate: float = 15.0) -> A.Compose:
     """Session 9: HorizontalFlip, ShiftScaleRotate (as Affine: shift +-``shift`` of the size, scale
     1 +- ``scale``, rotation +-``rotate`` degrees, reflected borders as ShiftScaleRotate did) and one
     cutout x cutout hole filled with the mean colour (so it becomes 0 after normalisation)."""
@@ -492,7 +495,7 @@ def s9_train_transforms(mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[floa
 
 def crop_flip_train_transforms(mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD,
                                pad: int = 2, size: int = 32, p_flip: float = 0.5, p_cutout: float = 0.0,
-                               cutout: int = 16):
+                               cutout: int = 16) -> A.Compose:
     """Random ``size`` x ``size`` crops of the image padded by ``pad`` reflected pixels (shifts of up
     to +-pad whole pixels) and horizontal flip p=0.5: the augmentation of fast short CIFAR-10
     training runs (e.g. KellerJordan/cifar10-airbench), lighter than shift-scale-rotate + cutout.
@@ -514,7 +517,7 @@ S9_SEED_CODE_RANGES = (("shift", 0.05), ("scale", 0.05), ("rotate", 10.0))
 AUGMENTATIONS = ("s8", "s8-seed-code", "flip", "s9", "s9-seed-code", "s9-light", "crop-flip", "crop-flip-cutout")
 
 
-def train_transforms(name: str, mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD):
+def train_transforms(name: str, mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD) -> A.Compose:
     """The training pipeline called ``name``:
 
     * "s8": the Session 8 seed document's flip and rotation, p=0.1 each;
@@ -579,7 +582,7 @@ def s9_preview_transforms(mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[fl
     }
 
 
-def seed_transform(transform, seed: int) -> None:
+def seed_transform(transform: A.Compose, seed: int) -> None:
     """Make the next call of an albumentations pipeline depend only on ``seed``.
 
     All its transforms share one generator pair and draw from it in turn, so they are
@@ -589,7 +592,7 @@ def seed_transform(transform, seed: int) -> None:
     transform.set_random_state(np.random.default_rng(seed), random.Random(seed))
 
 
-def augment_examples(image: np.ndarray, transform, n: int = 8, seed: int = 0,
+def augment_examples(image: np.ndarray, transform: A.Compose, n: int = 8, seed: int = 0,
                      mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD) -> list[np.ndarray]:
     """``n`` augmented copies of one HWC uint8 image, turned back into HWC uint8 for display."""
     out = []

@@ -14,6 +14,7 @@ from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
@@ -22,7 +23,7 @@ _SPLITS = (("train", "--"), ("test", "-"))  # (split, linestyle): train dashed, 
 _TRUE_PRED = "true -> predicted"
 
 
-def _finish(fig, save: str | None):
+def _finish(fig: Figure, save: str | None) -> Figure:
     fig.tight_layout()
     if save:
         fig.savefig(save, dpi=120, bbox_inches="tight")
@@ -35,7 +36,7 @@ def _with_run(text: str, run: str | None) -> str:
 
 def show_images(images: np.ndarray, labels: Sequence[int] | None = None,
                 classes: Sequence[str] | None = None, cols: int = 8, title: str | None = None,
-                titles: Sequence[str] | None = None, save: str | None = None):
+                titles: Sequence[str] | None = None, save: str | None = None) -> Figure:
     """A grid of images, titled with their class names when ``labels`` are given (or with ``titles``)."""
     if titles is None and labels is not None:
         titles = [classes[i] if classes else str(i) for i in labels]
@@ -57,7 +58,7 @@ def show_images(images: np.ndarray, labels: Sequence[int] | None = None,
 
 
 def show_image_rows(rows: Mapping[str, Sequence[np.ndarray]], title: str | None = None,
-                    save: str | None = None):
+                    save: str | None = None) -> Figure:
     """One row of images per entry, named on the left: e.g. an image and its augmented copies."""
     cols = max(len(v) for v in rows.values())
     fig, axes = plt.subplots(len(rows), cols, figsize=(1.4 * cols + 1.2, 1.45 * len(rows) + (0.3 if title else 0)),
@@ -81,7 +82,7 @@ def _as_runs(history) -> dict[str, list[dict]]:
 
 
 def plot_history(history: list[dict] | Mapping[str, list[dict]], title: str | None = None,
-                 save: str | None = None, run: str | None = None):
+                 save: str | None = None, run: str | None = None) -> Figure:
     """Loss and accuracy per epoch: one panel each, train (dashed) and test (solid) curves in the
     same panel, so the gap between them shows over- or underfitting.
 
@@ -112,7 +113,7 @@ def plot_history(history: list[dict] | Mapping[str, list[dict]], title: str | No
 
 
 def plot_lr(history: list[dict] | Mapping[str, list[dict]], save: str | None = None,
-            run: str | None = None, title: str | None = None):
+            run: str | None = None, title: str | None = None) -> Figure:
     """Learning rate each epoch started with (log scale); titled "learning rate per epoch" and
     ``run`` when given (``title`` replaces the whole title)."""
     runs = _as_runs(history)
@@ -136,7 +137,7 @@ def plot_lr(history: list[dict] | Mapping[str, list[dict]], save: str | None = N
 
 def show_misclassified(images: np.ndarray, true: Sequence[int], pred: Sequence[int],
                        classes: Sequence[str], cols: int = 5, title: str | None = None,
-                       save: str | None = None, run: str | None = None):
+                       save: str | None = None, run: str | None = None) -> Figure:
     """Images labelled "true -> predicted"; the figure's title says so and names ``run`` when
     given (a ``title`` without "->" gets the explanation appended)."""
     labels = [f"{classes[t]} -> {classes[p]}" for t, p in zip(true, pred)]
@@ -154,7 +155,7 @@ def confusion_matrix(true: Sequence[int], pred: Sequence[int], n_classes: int = 
 
 
 def plot_confusion(true: Sequence[int], pred: Sequence[int], classes: Sequence[str],
-                   save: str | None = None, run: str | None = None, title: str | None = None):
+                   save: str | None = None, run: str | None = None, title: str | None = None) -> Figure:
     """Confusion matrix; each row label carries that class's accuracy. The title names ``run``
     (or starts with ``title``) and gives the overall accuracy."""
     cm = confusion_matrix(true, pred, len(classes))

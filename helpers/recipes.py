@@ -57,6 +57,8 @@ FIELD_RANGES = {
 
 @dataclass(frozen=True)
 class Recipe:
+    """Every hyperparameter of one training run: the optimizer, the lr schedule, the augmentation and what
+    happens at test time. Frozen: ``get_recipe`` builds one, ``dataclasses.replace`` changes a field."""
     name: str
     lr: float = 0.1                  # initial lr (peak lr for OneCycle)
     momentum: float = 0.9            # constant, also under OneCycle (no momentum cycling)
@@ -80,6 +82,7 @@ class Recipe:
     tta_shift: int = 0               # ... and of the image moved this many pixels down-right and up-left
 
     def as_dict(self) -> dict:
+        """The fields as a plain dict (what run.json and the checkpoints record)."""
         return asdict(self)
 
 
@@ -186,7 +189,8 @@ def make_optimizer(model: nn.Module, recipe: Recipe, fused: bool | None = None) 
                            weight_decay=recipe.weight_decay, **({"fused": True} if fused else {}))
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe, epochs: int, steps_per_epoch: int):
+def make_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe, epochs: int,
+                   steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
     """The recipe's lr schedule; ``helpers.train.fit`` knows when to step each kind.
 
     OneCycle keeps the momentum at ``recipe.momentum`` (PyTorch's default would cycle it

@@ -34,12 +34,15 @@ import inspect
 import os
 import traceback
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
 from torch.fx.node import Node, map_arg
+
+if TYPE_CHECKING:  # for the type hint only: matplotlib is imported when a figure is drawn
+    from matplotlib.figure import Figure
 
 _LAYERS = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
 
@@ -344,7 +347,7 @@ def format_rf_table(rows: list[RFRow]) -> str:
     return "\n".join(lines)
 
 
-def plot_rf_table(rows: list[RFRow], title: str = "Receptive field", save: str | None = None):
+def plot_rf_table(rows: list[RFRow], title: str = "Receptive field", save: str | None = None) -> Figure:
     """The table drawn as a matplotlib figure; returns the figure, saved to ``save`` if given.
 
     The title gives the largest rf of the rows, which is the network's unless a branch

@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
@@ -60,7 +60,7 @@ def split_validation(split: data.CifarSplit, fraction: float = 0.1) -> tuple[dat
             data.CifarSplit(split.images[cut:], split.labels[cut:], split.classes))
 
 
-def load_splits(data_root: str | os.PathLike | None, validation: bool = False):
+def load_splits(data_root: str | os.PathLike | None, validation: bool = False) -> tuple[data.CifarSplit, data.CifarSplit]:
     """(train, test) splits; with ``validation`` the test split is the last 10 % of the training images."""
     train_split = data.load_cifar10(data_root, train=True)
     if validation:
@@ -69,7 +69,7 @@ def load_splits(data_root: str | os.PathLike | None, validation: bool = False):
 
 
 def make_loaders(recipe: recipes.Recipe, train_split: data.CifarSplit, test_split: data.CifarSplit,
-                 mean, std, loader: str = "albumentations", device: torch.device | str = "cpu", seed: int = 1,
+                 mean: Sequence[float], std: Sequence[float], loader: str = "albumentations", device: torch.device | str = "cpu", seed: int = 1,
                  workers: int | None = None) -> tuple[Iterable, Iterable]:
     """Train and test loaders for ``recipe``: albumentations DataLoaders (the taught path) or, with
     ``loader="device"``, helpers.device_data loaders that keep the data and augmentation on ``device``.

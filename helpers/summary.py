@@ -6,11 +6,16 @@ updates BatchNorm running statistics, and returns None). Needs torch and torchin
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
+if TYPE_CHECKING:  # for the type hint only: torchinfo is imported when a summary is made
+    from torchinfo import ModelStatistics
 
-def model_summary(model: nn.Module, input_size: tuple[int, int, int] = (3, 32, 32), depth: int = 4):
+
+def model_summary(model: nn.Module, input_size: tuple[int, int, int] = (3, 32, 32), depth: int = 4) -> ModelStatistics:
     """Layer table (output shapes, parameters) for one image of ``input_size`` (C, H, W).
 
     The model runs once in eval mode on its own device, so nothing it has learned changes.

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.lr_scheduler import LRScheduler  # ReduceLROnPlateau is one too
 from tqdm.auto import tqdm
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -80,7 +81,7 @@ def get_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def steps_per_batch(scheduler) -> bool:
+def steps_per_batch(scheduler: LRScheduler | None) -> bool:
     """True for schedulers that are stepped after every batch (OneCycleLR, CyclicLR)."""
     return isinstance(scheduler, (torch.optim.lr_scheduler.OneCycleLR, torch.optim.lr_scheduler.CyclicLR))
 
@@ -102,7 +103,7 @@ def _wait(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def bf16_autocast(device_type: str, enabled: bool, cache_enabled: bool = True):
+def bf16_autocast(device_type: str, enabled: bool, cache_enabled: bool = True) -> contextlib.AbstractContextManager:
     """bfloat16 autocast on ``device_type`` when ``enabled``; otherwise a context that does nothing,
     so a device that torch's autocast does not support (e.g. Apple's "mps" before torch 2.5, which
     it refuses even with enabled=False) trains in float32 without a word from autocast."""
@@ -168,7 +169,7 @@ class TrainingLoss(nn.Module):
 
 
 def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.Optimizer,
-                    device: torch.device, epoch: int = 1, scheduler=None, label_smoothing: float = 0.0,
+                    device: torch.device, epoch: int = 1, scheduler: LRScheduler | None = None, label_smoothing: float = 0.0,
                     ema: nn.Module | None = None, amp: bool = False, progress: bool = True,
                     sync_every: int | None = None, estimate_epochs: int = 0,
                     loss_fn: TrainingLoss | None = None) -> tuple[float, float]:
@@ -378,7 +379,8 @@ def save_history(history: list[dict], path: str | os.PathLike) -> None:
     atomic_write(Path(path), write)
 
 
-def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer, scheduler, history: list[dict],
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer,
+                    scheduler: LRScheduler | None, history: list[dict],
                     ema: nn.Module | None = None, config: dict | None = None) -> None:
     """Everything needed to continue training exactly where it stopped, written atomically."""
     state = {
@@ -395,7 +397,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer, schedu
     atomic_write(Path(path), lambda p: torch.save(state, p))
 
 
-def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
     """Load a checkpoint safely: ``weights_only=True`` refuses anything but tensors and plain data.
 
     Loaded onto the CPU by default, so a checkpoint saved on a GPU loads on any machine;
@@ -463,7 +465,7 @@ def _restore(state: dict, model, optimizer, scheduler, ema) -> list[dict]:
 
 # --------------------------------------------------------------------------- fit
 def fit(model: nn.Module, train_loader: Iterable, test_loader: Iterable, optimizer: torch.optim.Optimizer,
-        scheduler=None, epochs: int = 20, device: torch.device | str = "cpu", label_smoothing: float = 0.0,
+        scheduler: LRScheduler | None = None, epochs: int = 20, device: torch.device | str = "cpu", label_smoothing: float = 0.0,
         ema_decay: float | None = None, tta: bool = False, amp: bool = False, out_dir: str | None = None,
         resume: bool = False, progress: bool = True, verbose: bool = True,
         channels_last: bool = True, config: dict | None = None, cuda_graph: bool = False,
@@ -478,7 +480,7 @@ def fit(model: nn.Module, train_loader: Iterable, test_loader: Iterable, optimiz
     ``config`` differs from this one (``config_defaults``: the settings it may lack, see
     ``config_changes``).
     ``channels_last`` stores the model's weights as N,H,W,C on a CPU or CUDA device, which
-    makes its convolutions faster (about 1.4x for the S9 net on a CPU); results are the same
+    makes its convolutions faster (for the S9 net on a CPU too); results are the same
     up to float rounding. ``cuda_graph`` (CUDA only) replays each training step's forward and
     backward as CUDA graphs (``TrainingLoss``); the model itself is left as it is. ``scored_on``
     names the split that ``test_loader`` holds in the epoch lines (e.g. "validation").
