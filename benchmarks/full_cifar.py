@@ -353,18 +353,20 @@ def run_speed_benchmark(argv: list[str], deadline: float, speed_json: Path, epoc
     ``speed_json``; nothing with ``reserve`` off). It runs at least ``least`` seconds. Its output goes to
     runs/gpu/speed.log. ``on_case()`` is called each time ``speed_json`` changes (the plan packs the results
     then, so a call cut short by the device's time limit still returns the cases timed so far)."""
-    def stamp() -> float | None:
+    def stamp() -> int | None:
         return speed_json.stat().st_mtime_ns if speed_json.is_file() else None
 
     with open(RUNS / "speed.log", "w") as log:
         proc = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                                 env={**os.environ, "OMP_NUM_THREADS": "1"})
         start, seen = time.time(), stamp()
+        needed = cli_seconds_needed(speed_json, epochs) if reserve else 0.0
         while proc.poll() is None:
-            if on_case is not None and stamp() != seen:
-                seen = stamp()
-                on_case()
-            needed = cli_seconds_needed(speed_json, epochs) if reserve else 0.0
+            if (now := stamp()) != seen:  # a case has landed: judge the reserve again, and pack
+                seen = now
+                needed = cli_seconds_needed(speed_json, epochs) if reserve else 0.0
+                if on_case is not None:
+                    on_case()
             if time.time() - start >= least and time.time() >= deadline - needed:
                 proc.kill()
                 proc.wait()
@@ -460,6 +462,11 @@ def main(argv: list[str] | None = None) -> None:
         shutil.copy(RUNS / "recipes.py", ROOT / "helpers" / "recipes.py")
         importlib.reload(recipes)
         tuned = True
+
+    def save() -> None:
+        """Pack what this call has so far into OUT/results.tar.gz (the device's time limit may cut it short)."""
+        pack(out, with_recipes=tuned, notebooks=tuple(notebooks))
+
     tests_passed = None  # not run in this call (nor, with --keep, in the earlier one)
     if args.keep and (RUNS / "pytest.xml").is_file():
         tests_passed = gpu_tests_passed(RUNS / "pytest.xml")
@@ -474,7 +481,7 @@ def main(argv: list[str] | None = None) -> None:
         if "speed" in phases:  # the CUDA tests decide whether the timed graphs may be used, and the speed
             finish(gpu_suite, min(deadline, time.time() + 180), "tests")  # phase wants the machine alone
             tests_passed = say_gpu_tests()
-            pack(out)
+            save()
             finish(rest_suite, min(deadline, time.time() + 240), "tests")
     graphs = use_graphs(args.cuda_graph, RUNS / "speed.json" if args.keep else None, tests_passed)
 
@@ -484,8 +491,8 @@ def main(argv: list[str] | None = None) -> None:
         speed += ["--smoke", "--cases", "s8/device"] if smoke else []
         # the timed CLI run comes after it: the benchmark stops in time for it, as estimated from its own rows
         run_speed_benchmark(speed, deadline, RUNS / "speed.json", e, reserve=not smoke,
-                            on_case=lambda: pack(out, with_recipes=tuned))
-        pack(out)
+                            on_case=save)
+        save()
         start = time.time()
         graphs = use_graphs(args.cuda_graph, RUNS / "speed.json", tests_passed)
         print(f"[plan] CUDA graphs for the device-loader runs: {'on' if graphs else 'off'}", flush=True)
@@ -503,7 +510,7 @@ def main(argv: list[str] | None = None) -> None:
                 print("[plan] the timed run with CUDA graphs failed: graphs off", flush=True)
         except subprocess.TimeoutExpired:
             print("[plan] the timed S9 run ran out of time", flush=True)
-        pack(out)
+        save()
         print(f"[plan] the speed phase ended at {time.time() - t0:.0f} s", flush=True)
 
     def choose() -> None:
@@ -515,7 +522,7 @@ def main(argv: list[str] | None = None) -> None:
         tuned = tuned or not smoke
         importlib.reload(recipes)
         shutil.copy(ROOT / "helpers" / "recipes.py", RUNS / "recipes.py")  # for a --keep call that follows
-        pack(out, with_recipes=tuned, notebooks=tuple(notebooks))
+        save()
         print(f"[plan] recipes chosen at {time.time() - t0:.0f} s", flush=True)
 
     # S9 first, then the three S8 runs; each group's finals follow as soon as its own tuning is chosen
@@ -542,7 +549,7 @@ def main(argv: list[str] | None = None) -> None:
     def ended(job: Job) -> None:
         if job.name.startswith("notebook/") and job.proc.returncode == 0:
             notebooks.append(ROOT / "notebooks" / f"{job.name.split('/')[1]}.ipynb")
-        pack(out, with_recipes=tuned, notebooks=tuple(notebooks))
+        save()
 
     run_jobs(jobs, args.parallel, deadline, "plan", then, after_each=ended)
     for suite in (gpu_suite, rest_suite):
@@ -550,7 +557,7 @@ def main(argv: list[str] | None = None) -> None:
             finish(suite, deadline, "tests")
     if gpu_suite is not None and "speed" not in phases:
         say_gpu_tests()
-    pack(out, with_recipes=tuned, notebooks=tuple(notebooks))
+    save()
     print(f"[plan] {', '.join(phases)} done at {time.time() - t0:.0f} s", flush=True)
 
 

@@ -60,7 +60,8 @@ def split_validation(split: data.CifarSplit, fraction: float = 0.1) -> tuple[dat
             data.CifarSplit(split.images[cut:], split.labels[cut:], split.classes))
 
 
-def load_splits(data_root: str | os.PathLike | None, validation: bool = False) -> tuple[data.CifarSplit, data.CifarSplit]:
+def load_splits(data_root: str | os.PathLike | None,
+                validation: bool = False) -> tuple[data.CifarSplit, data.CifarSplit]:
     """(train, test) splits; with ``validation`` the test split is the last 10 % of the training images."""
     train_split = data.load_cifar10(data_root, train=True)
     if validation:
@@ -69,8 +70,8 @@ def load_splits(data_root: str | os.PathLike | None, validation: bool = False) -
 
 
 def make_loaders(recipe: recipes.Recipe, train_split: data.CifarSplit, test_split: data.CifarSplit,
-                 mean: Sequence[float], std: Sequence[float], loader: str = "albumentations", device: torch.device | str = "cpu", seed: int = 1,
-                 workers: int | None = None) -> tuple[Iterable, Iterable]:
+                 mean: Sequence[float], std: Sequence[float], loader: str = "albumentations",
+                 device: torch.device | str = "cpu", seed: int = 1, workers: int | None = None) -> tuple[Iterable, Iterable]:
     """Train and test loaders for ``recipe``: albumentations DataLoaders (the taught path) or, with
     ``loader="device"``, helpers.device_data loaders that keep the data and augmentation on ``device``.
     Training batches all have the recipe's batch size (the last partial batch is dropped)."""

@@ -169,7 +169,8 @@ class TrainingLoss(nn.Module):
 
 
 def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.Optimizer,
-                    device: torch.device, epoch: int = 1, scheduler: LRScheduler | None = None, label_smoothing: float = 0.0,
+                    device: torch.device, epoch: int = 1, scheduler: LRScheduler | None = None,
+                    label_smoothing: float = 0.0,
                     ema: nn.Module | None = None, amp: bool = False, progress: bool = True,
                     sync_every: int | None = None, estimate_epochs: int = 0,
                     loss_fn: TrainingLoss | None = None) -> tuple[float, float]:
@@ -465,7 +466,8 @@ def _restore(state: dict, model, optimizer, scheduler, ema) -> list[dict]:
 
 # --------------------------------------------------------------------------- fit
 def fit(model: nn.Module, train_loader: Iterable, test_loader: Iterable, optimizer: torch.optim.Optimizer,
-        scheduler: LRScheduler | None = None, epochs: int = 20, device: torch.device | str = "cpu", label_smoothing: float = 0.0,
+        scheduler: LRScheduler | None = None, epochs: int = 20, device: torch.device | str = "cpu",
+        label_smoothing: float = 0.0,
         ema_decay: float | None = None, tta: bool = False, amp: bool = False, out_dir: str | None = None,
         resume: bool = False, progress: bool = True, verbose: bool = True,
         channels_last: bool = True, config: dict | None = None, cuda_graph: bool = False,
