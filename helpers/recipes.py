@@ -18,9 +18,9 @@ line with ``anneal="linear"``) at a constant momentum, Nesterov, weight decay (o
 linear weights where ``bias_decay`` is False), label smoothing where it won (the ``_TUNED``
 block says where) and flip test-time augmentation (with shifted views where ``tta_shift`` is
 set: ``helpers.train.tta_log_probs``). Its values were chosen on a
-validation split of the training images on full CIFAR-10 (doc/tuning.md); LayerNorm and
-GroupNorm get their own learning rate and batch size (``get_recipe(..., norm=...)``). Needs
-only torch.
+validation split of the training images on full CIFAR-10 (doc/tuning.md), separately for
+each normalization of S8, so each has values of its own (the ``_TUNED`` block;
+``get_recipe(..., norm=...)``). Needs only torch.
 """
 
 from __future__ import annotations

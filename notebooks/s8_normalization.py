@@ -313,9 +313,11 @@ assert rf.receptive_field(models.S8("bn")) == 44
 #
 # **The recipe.** With `RECIPE = "tuned"`, training uses a OneCycle schedule fitted to the
 # epoch budget, and each normalization gets its own peak learning rate, batch size,
-# augmentation, weight decay and label smoothing, chosen on a validation split (the table in
-# section 5 shows the main ones; the tuning runs are in the repository's `doc/tuning.md`). So
-# the comparison is of each normalization at its best, not of the layer alone.
+# augmentation, weight decay and label smoothing (and, for LayerNorm, its own warm-up share,
+# annealing shape and no weight decay on biases), chosen on a validation split (the table in
+# section 5 shows the main ones, and each run prints its whole recipe; the tuning runs are in
+# the repository's `doc/tuning.md`). So the comparison is of each normalization at its best,
+# not of the layer alone.
 # `RECIPE = "seed"` trains as the seed document did, the same way for all three. The tuned
 # recipes also score the test images with **test-time augmentation** (TTA): the network sees
 # each test image and its mirror image, and, with the recipe's `tta_shift` above 0, copies of
@@ -412,7 +414,8 @@ display(Markdown("\n".join(rows)))
 # * The first columns show what else differs between the rows under the tuned recipe: the
 #   peak learning rate together with the batch size (a smaller batch makes more steps per
 #   epoch, and each norm's learning rate was tuned for its batch size), the weight decay, the augmentation
-#   and the label smoothing. Part of a gap between two rows may come from these;
+#   and the label smoothing; LayerNorm's warm-up, annealing shape and bias decay differ too (its
+#   printed recipe). Part of a gap between two rows may come from these;
 #   `RECIPE = "seed"` removes them.
 
 # %% [markdown]
