@@ -1,6 +1,7 @@
 """The benchmark scripts' own logic (their training runs take minutes to hours and are not tests)."""
 import json
 import shlex
+import shutil
 import sys
 import tarfile
 import time
@@ -258,6 +259,40 @@ def test_selection_rules(tmp_path, monkeypatch):
     path.write_text(open(recipes.__file__).read())
     text = select_recipes.rewrite_recipes(path, {"s9": {"overrides": {"lr": 0.4}}}, None, chosen)
     assert '"s9": dict(lr=0.4,' in text and "# END TUNED" in text
+
+
+def test_the_committed_choices_and_generated_blocks_are_what_the_committed_histories_give(tmp_path, capsys):
+    """recipes.py's chosen values, doc/results/selection.json and the generated blocks of README.md and
+    doc/tuning.md regenerate byte-identical from doc/results/ (a hand edit or a forgotten `report` fails)."""
+    results = ROOT / "doc" / "results"
+    committed = {"recipes.py": ROOT / "helpers" / "recipes.py", "selection.json": results / "selection.json",
+                 "README.md": ROOT / "README.md", "tuning.md": ROOT / "doc" / "tuning.md"}
+    for name, path in committed.items():
+        shutil.copy(path, tmp_path / name)
+    select_recipes.main([str(results), "--recipes-file", str(tmp_path / "recipes.py"),
+                         "--evidence", str(tmp_path / "selection.json")])
+    recipes_benchmark.report(tmp_path / "README.md", results, tmp_path / "tuning.md", figures=None)
+    capsys.readouterr()
+    for name, path in committed.items():
+        assert (tmp_path / name).read_text() == path.read_text(), f"{path} is not what doc/results/ gives"
+
+
+def test_the_rule_scores_the_final_epoch_averaged_over_seeds_of_full_length_runs_only(monkeypatch):
+    lr = recipes.get_recipe("s9", "tuned").lr
+    monkeypatch.setattr(select_recipes, "CANDIDATES", {"s9": [{}, {"lr": lr * 2}, {"lr": lr / 2}]})
+    val = select_recipes.VALIDATION_DATA
+
+    def run(overrides, seed, accs, epochs=20):
+        r = _record("s9", None, "tuned", seed, accs, kind=val, epochs=epochs)
+        r["config"]["recipe"] = recipes.get_recipe("s9", "tuned", **overrides).as_dict()
+        return r
+    runs = [run({}, 1, [80.0]),
+            run({}, 2, [90.0], epochs=10),              # a shorter run: not part of the field
+            run({"lr": lr * 2}, 1, [95.0, 81.0]),        # the best epoch, but not the final one
+            run({"lr": lr / 2}, 1, [80.5]), run({"lr": lr / 2}, 2, [84.0])]  # two seeds: their mean counts
+    chosen = select_recipes.choose_tuned(runs)["s9"]
+    assert chosen["overrides"] == {"lr": lr / 2} and not chosen.get("incomplete")
+    assert {s["val_acc"] for s in chosen["scores"]} == {80.0, 81.0, 82.25}
 
 
 def test_s8_bn_is_tuned_only_to_a_recipe_that_also_wins_on_the_cpu_sample(monkeypatch):

@@ -25,12 +25,17 @@ def test_resume_on_cuda_continues_the_run(tmp_path, capsys):
 
 @cuda
 @pytest.mark.parametrize("first, second", [("cuda", "cpu"), ("cpu", "cuda")])
-def test_a_checkpoint_moves_between_gpu_and_cpu(tmp_path, first, second):
+def test_a_checkpoint_moves_between_gpu_and_cpu(tmp_path, capsys, first, second):
     base = ["s8", "--smoke", "--out", str(tmp_path / "r"), "--no-progress", "--loader", "albumentations",
             "--no-amp"]
     run.main(base + ["--epochs", "1", "--device", first])
+    first_epoch = json.loads((tmp_path / "r" / "history.json").read_text())
+    capsys.readouterr()
     run.main(base + ["--epochs", "2", "--resume", "--device", second])
-    assert len(json.loads((tmp_path / "r" / "history.json").read_text())) == 2
+    history = json.loads((tmp_path / "r" / "history.json").read_text())
+    # epoch 1 comes from the checkpoint, its wall time included (a fresh start would have timed it anew)
+    assert "resumed from" in capsys.readouterr().out
+    assert len(history) == 2 and history[:1] == first_epoch
 
 
 @cuda
@@ -38,9 +43,11 @@ def test_interrupted_and_resumed_equals_uninterrupted_on_cuda(tmp_path, monkeypa
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)  # the same kernels in both runs
     common = dict(epochs=3, smoke=True, device="cuda", loader="device", progress=False, verbose=False)
     full = run.train_course_net("s8", "bn", "seed", out=tmp_path / "full", **common).history
-    run.train_course_net("s8", "bn", "seed", out=tmp_path / "part", **{**common, "epochs": 2})
+    part = run.train_course_net("s8", "bn", "seed", out=tmp_path / "part", **{**common, "epochs": 2}).history
     # the seed recipe's StepLR does not depend on the total, so a 2-epoch run can be continued to 3
     resumed = run.train_course_net("s8", "bn", "seed", out=tmp_path / "part", resume=True, **common).history
+    # a real resume: epochs 1-2 come from the checkpoint, wall times included, and only epoch 3 is trained
+    assert [h["epoch"] for h in resumed] == [1, 2, 3] and resumed[:2] == part
     for a, b in zip(_metrics(full), _metrics(resumed)):
         assert a["epoch"] == b["epoch"]
         for key in ("train_loss", "test_loss"):  # float rounding only: a resume that dropped the optimizer's
