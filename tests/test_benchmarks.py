@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from benchmarks import full_cifar, gpu_speed, select_recipes, tune
 from benchmarks import recipes as recipes_benchmark
@@ -456,14 +457,23 @@ def test_gpu_speed_runs_on_the_cpu_with_smoke_data(tmp_path):
 
 def test_gpu_speed_times_the_model_as_fit_trains_it(monkeypatch):
     from helpers import recipes, train
-    calls = []
+    calls, made = [], {}
     for name in ("prepare_model", "make_ema"):
         real = getattr(train, name)
-        monkeypatch.setattr(train, name, lambda *a, _real=real, _name=name, **k: calls.append(_name) or _real(*a, **k))
+
+        def spy(*a, _real=real, _name=name, **k):
+            calls.append(_name)
+            made[_name] = _real(*a, **k)
+            return made[_name]
+        monkeypatch.setattr(train, name, spy)
     ema_recipe = recipes.Recipe(**{**recipes.get_recipe("s8", "tuned", norm="bn").as_dict(), "ema_decay": 0.99})
-    gpu_speed.time_case("s8", "device", epochs=1, smoke=True, device="cpu", recipe=ema_recipe)
+    row = gpu_speed.time_case("s8", "device", epochs=1, smoke=True, device="cpu", recipe=ema_recipe)
     # fit stores the weights channels-last and turns on cuDNN autotuning, and trains an EMA recipe with its average
     assert calls == ["prepare_model", "make_ema"]
+    conv = next(m for m in made["prepare_model"].modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    batches = row["train_images"] // row["batch_size"]
+    assert made["make_ema"].updates == 2 * batches  # updated after every step of the warm-up and the timed epoch
 
 
 def test_gpu_speed_rejects_unknown_cases_and_graphs_on_the_cpu():

@@ -27,6 +27,8 @@ def test_cutout_is_one_16x16_hole_of_mean_colour():
     assert (hole.sum((1, 2)) == 256).all()
     rows, cols = hole.any(2), hole.any(1)
     assert (rows.sum(1) == 16).all() and (cols.sum(1) == 16).all()
+    corners = {(r.nonzero()[0].item(), c.nonzero()[0].item()) for r, c in zip(rows, cols)}
+    assert len(corners) > 150  # top and left drawn independently: ~240 of the 17 x 17 corners (17 if tied)
     # holes are spread over the whole image, not stuck in one place
     assert rows.float().mean(0).min() > 0 and cols.float().mean(0).min() > 0
     rate = (augment_batch(x, _generator(2), p_flip=0.0, p_affine=0.0, p_cutout=0.5) == mean).all(1).any((1, 2))
@@ -92,6 +94,19 @@ def test_loader_batches_normalises_and_is_reproducible(splits):
         DeviceLoader(test_split.images[:0], test_split.labels[:0])
 
 
+def test_training_batches_are_augmented_and_test_batches_are_not(splits):
+    train_split, _ = splits
+    plain, off = dict(p_flip=0.0, p_affine=0.0, p_cutout=0.0), dict(p_flip=1.0, p_affine=0.0, p_cutout=0.0)
+    kept = list(DeviceLoader(train_split.images, train_split.labels, batch_size=100, seed=3, **plain))
+    flipped = list(DeviceLoader(train_split.images, train_split.labels, batch_size=100, seed=3, **off))
+    for (x, y), (xf, yf) in zip(kept, flipped, strict=True):  # the same order, every image mirrored
+        assert torch.equal(y, yf) and torch.equal(xf, x.flip(3)) and not torch.equal(xf, x)
+    test = DeviceLoader(train_split.images, train_split.labels, batch_size=100, train=False, **off)
+    x, _ = next(iter(test))
+    expected = torch.stack([data.eval_transforms()(image=im)["image"] for im in train_split.images[:100]])
+    torch.testing.assert_close(x, expected, atol=1e-5, rtol=0)
+
+
 def test_chunked_augmentation_keeps_order_pairs_and_layout(splits):
     """Augmenting many batches in one call must yield the batches that one call per batch yields."""
     train_split, _ = splits
@@ -118,13 +133,15 @@ def test_crop_flip_preset_is_a_random_crop_of_the_reflect_padded_image():
     x = torch.rand(400, 3, 32, 32)
     out = augment_batch(x, _generator(5), **{**PRESETS["crop-flip"], "p_flip": 0.0})
     padded = F.pad(x, (2, 2, 2, 2), mode="reflect")  # REFLECT_101, as albumentations' border_mode=4
-    counts = {}
+    counts, windows = {}, set()
     for a, b in zip(out, padded):
         found = [(top, left) for top in range(5) for left in range(5) if torch.equal(a, b[:, top:top + 32, left:left + 32])]
         assert len(found) == 1, found  # the whole image, borders included: one window of the padded image
+        windows.add(found[0])
         for axis, v in enumerate(found[0]):
             counts[(axis, v)] = counts.get((axis, v), 0) + 1
     assert all(50 < counts.get((axis, v), 0) < 110 for axis in (0, 1) for v in range(5))  # ~80 each
+    assert len(windows) == 25  # top and left drawn independently: every pair turns up, not just the diagonal
     with pytest.raises(ValueError, match="not both"):
         augment_batch(x, _generator(5), p_affine=0.5, crop=2)
 

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -131,10 +133,17 @@ def test_every_recipe_names_a_known_augmentation():
 
 def test_overrides_and_tiny_budgets():
     assert recipes.get_recipe("s9", "tuned", lr=0.05, batch_size=None).lr == 0.05
-    _, _, sched = _build("s8", "tuned", epochs=1, steps=2)   # OneCycle needs >= 1 warm-up step
-    for _ in range(2):
-        sched.optimizer.step()
-        sched.step()
+    for steps in range(2, 9):  # OneCycle needs >= 1 warm-up step: a quarter of 4 steps would be none
+        recipe, opt, sched = _build("s8", "tuned", epochs=1, steps=steps)
+        lrs = [opt.param_groups[0]["lr"]]
+        for _ in range(steps - 1):
+            opt.step()
+            sched.step()
+            lrs.append(opt.param_groups[0]["lr"])
+        assert all(math.isfinite(lr) for lr in lrs) and max(lrs) <= recipe.lr * (1 + 1e-9), (steps, lrs)
+        assert lrs[0] == pytest.approx(recipe.lr / 10) and lrs[-1] == pytest.approx(recipe.lr / 1000), (steps, lrs)
+        if steps >= 3:  # up, then down (two steps are a start and an end only)
+            assert max(lrs) > lrs[0] and 0 < lrs.index(max(lrs)) < steps - 1, (steps, lrs)
 
 
 def test_bias_decay_false_decays_only_the_weights():

@@ -337,7 +337,8 @@ def test_weight_average_forgets_the_first_weights_of_a_short_run():
 def test_a_resumed_run_with_a_weight_average_ends_like_an_uninterrupted_one(splits, tmp_path):
     full, full_model, *_ = _run(splits, 2, ema_decay=0.9, out_dir=tmp_path / "full")
     _run(splits, 1, ema_decay=0.9, out_dir=tmp_path / "part")
-    resumed, resumed_model, *_ = _run(splits, 2, ema_decay=0.9, out_dir=tmp_path / "part", resume=True)
+    resumed, resumed_model, *_ = _run(splits, 2, ema_decay=0.9, out_dir=tmp_path / "part", resume=True,
+                                       global_seed=99)  # the RNG state must come from the checkpoint
     assert _metrics(resumed) == _metrics(full)  # the average went on from its saved weights and step count
     for key, value in full_model.state_dict().items():
         assert torch.equal(resumed_model.state_dict()[key], value), key
