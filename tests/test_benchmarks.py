@@ -24,9 +24,10 @@ def _plan_folder(tmp_path, monkeypatch):
 
 
 def _record(session, norm, recipe, seed, accs, kind="CIFAR-10: 50000 train / 10000 test images", loader="device",
-            epochs=recipes_benchmark.EPOCHS):
-    """A run's record; its history holds only the epochs a test looks at (``accs``), its length is ``epochs``."""
-    r = recipes.get_recipe(session, recipe, norm or "bn")
+            epochs=recipes_benchmark.EPOCHS, overrides=None):
+    """A run's record; its history holds only the epochs a test looks at (``accs``), its length is ``epochs``;
+    ``overrides`` (a candidate's changes) are applied to the recipe."""
+    r = recipes.recipe_with_settings(session, recipe, norm or "bn", overrides or {})
     history = [{"epoch": i + 1, "test_acc": a, "train_acc": a} for i, a in enumerate(accs)]
     return {"config": {"session": session, "norm": norm, "recipe": r.as_dict(), "seed": seed, "loader": loader,
                        "data": kind}, "history": history, "epochs": epochs, "final_test_acc": accs[-1],
@@ -234,12 +235,9 @@ def test_report_rewrites_only_the_marked_blocks(tmp_path):
 def test_selection_rules(tmp_path, monkeypatch):
     lr = recipes.get_recipe("s9", "tuned").lr  # candidates are changes to the tuned recipe as it is now
     monkeypatch.setattr(select_recipes, "CANDIDATES", {"s9": [{}, {"lr": lr * 2}, {"lr": lr / 2}]})
-    runs = []
-    val = "CIFAR-10: 45000 train / 5000 validation (last 10 % of train) images"
-    for overrides, acc in (({}, 80.0), ({"lr": lr * 2}, 82.0), ({"lr": lr / 2}, 79.0)):
-        r = _record("s9", None, "tuned", 1, [acc] * 20, kind=val)
-        r["config"]["recipe"] = recipes.get_recipe("s9", "tuned", **overrides).as_dict()
-        runs.append(r)
+    val = select_recipes.VALIDATION_DATA
+    runs = [_record("s9", None, "tuned", 1, [acc] * 20, kind=val, overrides=overrides)
+            for overrides, acc in (({}, 80.0), ({"lr": lr * 2}, 82.0), ({"lr": lr / 2}, 79.0))]
     assert select_recipes.choose_tuned(runs[:2])["s9"] == {  # one candidate missing: no choice yet
         "overrides": {}, "incomplete": True, "scores": [{"overrides": {}, "val_acc": 80.0},
                                                         {"overrides": {"lr": lr * 2}, "val_acc": 82.0}],
@@ -250,9 +248,8 @@ def test_selection_rules(tmp_path, monkeypatch):
     assert select_recipes.choose_s9_seed(runs) is None and select_recipes.choose_s8_seed(runs) is None  # none listed
     monkeypatch.setattr(select_recipes, "S9_READINGS", [{"lr": 0.01}, {"lr": 0.1}])
     for reading, shift in (({"lr": 0.01}, 0.5), ({"lr": 0.1}, -6.0)):
-        r = _record("s9", None, "seed", 1, [a + shift for a in select_recipes.S9_PUBLISHED_TEST_ACC])
-        r["config"]["recipe"] = recipes.get_recipe("s9", "seed", **reading).as_dict()
-        runs.append(r)
+        runs.append(_record("s9", None, "seed", 1, [a + shift for a in select_recipes.S9_PUBLISHED_TEST_ACC],
+                            overrides=reading))
     assert select_recipes.choose_s9_seed(runs[:4])["incomplete"]  # one reading only: no choice yet
     chosen = select_recipes.choose_s9_seed(runs)
     assert chosen["reading"] == {"lr": 0.01} and chosen["test_gap"] == pytest.approx(0.5)
@@ -284,9 +281,7 @@ def test_the_rule_scores_the_final_epoch_averaged_over_seeds_of_full_length_runs
     val = select_recipes.VALIDATION_DATA
 
     def run(overrides, seed, accs, epochs=20):
-        r = _record("s9", None, "tuned", seed, accs, kind=val, epochs=epochs)
-        r["config"]["recipe"] = recipes.get_recipe("s9", "tuned", **overrides).as_dict()
-        return r
+        return _record("s9", None, "tuned", seed, accs, kind=val, epochs=epochs, overrides=overrides)
     runs = [run({}, 1, [80.0]),
             run({}, 2, [90.0], epochs=10),              # a shorter run: not part of the field
             run({"lr": lr * 2}, 1, [95.0, 81.0]),        # the best epoch, but not the final one
@@ -302,9 +297,7 @@ def test_s8_bn_is_tuned_only_to_a_recipe_that_also_wins_on_the_cpu_sample(monkey
     val, sample = full_cifar.VALIDATION, "CIFAR-10: 4068 train / 1017 test images"
 
     def run(recipe_name, overrides, kind, acc):
-        r = _record("s8", "bn", recipe_name, 1, [acc] * 20, kind=kind, loader="albumentations")
-        r["config"]["recipe"] = recipes.recipe_with_settings("s8", recipe_name, "bn", overrides).as_dict()
-        return r
+        return _record("s8", "bn", recipe_name, 1, [acc] * 20, kind=kind, loader="albumentations", overrides=overrides)
     runs = [run("tuned", {}, val, 80.0), run("tuned", {"lr": lr * 2}, val, 82.0),
             run("seed", {}, sample, 50.0), run("tuned", {}, sample, 60.0)]
     waiting = select_recipes.choose_tuned(runs)["s8-bn"]  # the best on validation has no sample run yet
@@ -328,9 +321,7 @@ def test_only_validation_runs_on_full_cifar_count_in_the_tuning(monkeypatch):
     monkeypatch.setattr(select_recipes, "CANDIDATES", {"s8-ln": [{}, {"lr": lr * 3}]})
 
     def run(overrides, kind, acc):
-        r = _record("s8", "ln", "tuned", 1, [acc] * 20, kind=kind)
-        r["config"]["recipe"] = recipes.recipe_with_settings("s8", "tuned", "ln", overrides).as_dict()
-        return r
+        return _record("s8", "ln", "tuned", 1, [acc] * 20, kind=kind, overrides=overrides)
     smoke = "synthetic: 461 train / 51 validation (last 10 % of train) images"
     sample = "CIFAR-10: 3661 train / 407 validation (last 10 % of train) images"
     assert recipes_benchmark.data_kind({"data": smoke}) == "synthetic"
@@ -398,9 +389,7 @@ def test_one_selection_records_what_a_changed_recipe_waits_for(tmp_path, monkeyp
     monkeypatch.setattr(select_recipes, "CANDIDATES", {"s8-ln": [{}, {"lr": base.lr * 3}, {"weight_decay": wd}]})
 
     def run(overrides, acc):
-        r = _record("s8", "ln", "tuned", 1, [acc] * 20, kind=full_cifar.VALIDATION)
-        r["config"]["recipe"] = recipes.recipe_with_settings("s8", "tuned", "ln", overrides).as_dict()
-        return r
+        return _record("s8", "ln", "tuned", 1, [acc] * 20, kind=full_cifar.VALIDATION, overrides=overrides)
     folder = tmp_path / "runs"
     folder.mkdir()
     for k, (overrides, acc) in enumerate([({}, 80.0), ({"lr": base.lr * 3}, 81.0), ({"weight_decay": wd}, 79.0)]):
