@@ -132,7 +132,8 @@ class RunResult(Prepared):
 
     history: list[dict]
     out: Path | None
-    seconds: float
+    seconds: float  # the whole run's wall time: this process, plus the epochs a resumed run took from its checkpoint
+    resumed_after_epoch: int = 0  # the epochs that came from the checkpoint (0: trained from the start)
 
 
 def prepare_run(session: str, norm: str = "bn", recipe: str | recipes.Recipe = "seed", *, epochs: int = 20,
@@ -204,6 +205,10 @@ def train_course_net(session: str, norm: str = "bn", recipe: str | recipes.Recip
     checkpoint, history.json and run.json there.
     """
     start = time.perf_counter()
+    checkpoint = None if out is None else Path(out) / "checkpoint.pt"
+    # the epochs a resumed run takes over: their wall times count towards the run's (their processes' set-up,
+    # which the checkpoint does not record, does not)
+    earlier = train.load_checkpoint(checkpoint)["history"] if resume and checkpoint and checkpoint.is_file() else []
     p = prepare_run(session, norm, recipe, epochs=epochs, data_root=data_root, out=out, seed=seed, device=device,
                     loader=loader, amp=amp, compile=compile, cuda_graph=cuda_graph, workers=workers, smoke=smoke,
                     validation=validation, verbose=verbose, **overrides)
@@ -214,7 +219,8 @@ def train_course_net(session: str, norm: str = "bn", recipe: str | recipes.Recip
                         config_defaults={"recipe": recipes.field_defaults()},
                         scored_on="validation" if validation else "test")
     result = RunResult(**vars(p), history=history, out=None if out is None else Path(out),
-                       seconds=time.perf_counter() - start)
+                       seconds=time.perf_counter() - start + sum(h["seconds"] for h in earlier[:len(history)]),
+                       resumed_after_epoch=min(len(earlier), len(history)))
     if out is not None:
         save_run(result, Path(out) / "run.json")
     return result
@@ -226,7 +232,8 @@ def save_run(result: RunResult, path: Path) -> None:
               "final_test_acc": result.history[-1]["test_acc"], "hardware": hardware_name(result.device),
               "torch": torch.__version__, "amp": result.amp, "cuda_graph": result.cuda_graph,
               "date": datetime.date.today().isoformat(),
-              "seconds_to_train": round(result.seconds, 1), "history": result.history}
+              "seconds_to_train": round(result.seconds, 1), "resumed_after_epoch": result.resumed_after_epoch,
+              "history": result.history}
     train.atomic_write(path, lambda name: Path(name).write_text(json.dumps(record, indent=1)))
 
 

@@ -119,6 +119,22 @@ def test_missing_data_offline_exits_with_the_data_error(tmp_path, monkeypatch):
     assert not (tmp_path / "o" / "history.json").exists()  # nothing was trained on fake data
 
 
+def test_a_resumed_runs_time_counts_the_epochs_it_took_from_the_checkpoint(tmp_path):
+    """run.json's seconds_to_train is the whole run's: a run stopped after epoch 1 and resumed must not report
+    the resumed process's time alone. Epoch 1's recorded time is made huge so only that can explain the total."""
+    out = tmp_path / "r"
+    base = ["s8", "--smoke", "--out", str(out), "--no-progress", "--loader", "device", "--device", "cpu"]
+    run.main(base + ["--epochs", "1"])
+    assert json.loads((out / "run.json").read_text())["resumed_after_epoch"] == 0
+    state = train.load_checkpoint(out / "checkpoint.pt")
+    state["history"][0]["seconds"] = 1000.0
+    torch.save(state, out / "checkpoint.pt")
+    run.main(base + ["--epochs", "2", "--resume"])
+    record = json.loads((out / "run.json").read_text())
+    assert record["resumed_after_epoch"] == 1 and record["history"][0]["seconds"] == 1000.0
+    assert 1000.0 + record["history"][1]["seconds"] <= record["seconds_to_train"] < 1000.0 + 600
+
+
 def test_unavailable_device_is_a_usage_error(capsys, monkeypatch):
     monkeypatch.setattr(train.torch.cuda, "is_available", lambda: False)
     with pytest.raises(SystemExit) as exit_:
