@@ -54,7 +54,7 @@ def test_run_json_appears_whole(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "replace", replace)
     result = SimpleNamespace(config={"session": "s8"}, history=[{"test_acc": 50.0}], device=torch.device("cpu"),
-                             amp=False, cuda_graph=False, seconds=1.0)
+                             amp=False, cuda_graph=False, seconds=1.0, resumed_after_epoch=0)
     run.save_run(result, tmp_path / "run.json")
     [(src, dst, record)] = renames
     assert dst == tmp_path / "run.json" and src.suffix != ".json" and record["final_test_acc"] == 50.0
