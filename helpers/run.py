@@ -208,7 +208,7 @@ def train_course_net(session: str, norm: str = "bn", recipe: str | recipes.Recip
     checkpoint = None if out is None else Path(out) / "checkpoint.pt"
     # the epochs a resumed run takes over: their wall times count towards the run's (their processes' set-up,
     # which the checkpoint does not record, does not)
-    state = train.load_checkpoint(checkpoint) if resume and checkpoint and checkpoint.is_file() else {}
+    state = train.load_checkpoint(checkpoint) if resume and checkpoint is not None and checkpoint.is_file() else {}
     earlier = state.get("history", []) if isinstance(state, dict) else []  # fit says what is wrong with any other
     p = prepare_run(session, norm, recipe, epochs=epochs, data_root=data_root, out=out, seed=seed, device=device,
                     loader=loader, amp=amp, compile=compile, cuda_graph=cuda_graph, workers=workers, smoke=smoke,
@@ -220,8 +220,8 @@ def train_course_net(session: str, norm: str = "bn", recipe: str | recipes.Recip
                         config_defaults={"recipe": recipes.field_defaults()},
                         scored_on="validation" if validation else "test")
     result = RunResult(**vars(p), history=history, out=None if out is None else Path(out),
-                       seconds=time.perf_counter() - start + sum(h["seconds"] for h in earlier[:len(history)]),
-                       resumed_after_epoch=min(len(earlier), len(history)))
+                       seconds=time.perf_counter() - start + sum(h["seconds"] for h in earlier),
+                       resumed_after_epoch=len(earlier))  # fit went on from exactly these epochs
     if out is not None:
         save_run(result, Path(out) / "run.json")
     return result
