@@ -313,9 +313,9 @@ assert rf.receptive_field(models.S8("bn")) == 44
 #
 # **The recipe.** With `RECIPE = "tuned"`, training uses a OneCycle schedule fitted to the
 # epoch budget, and each normalization gets its own peak learning rate, batch size,
-# augmentation, weight decay and label smoothing (and, for LayerNorm, its own warm-up share,
-# annealing shape and no weight decay on biases), chosen on a validation split (the table in
-# section 5 shows the main ones, and each run prints its whole recipe; the tuning runs are in
+# augmentation, weight decay and label smoothing (and, where the tuning moved them, its own
+# warm-up share, annealing shape and decay of the biases), chosen on a validation split (the
+# table in section 5 shows the main ones, and each run prints its whole recipe; the tuning runs are in
 # the repository's `doc/tuning.md`). So the comparison is of each normalization at its best,
 # not of the layer alone.
 # `RECIPE = "seed"` trains as the seed document did, the same way for all three. The tuned
@@ -377,12 +377,15 @@ plots.plot_history(histories, title="S8: BatchNorm vs LayerNorm vs GroupNorm");
 plots.plot_lr(histories);
 
 # %% tags=["nbval-ignore-output"]
-rows = ["| norm | peak lr | batch | weight decay | augmentation | label smoothing | final test acc "
+rows = ["| norm | peak lr | batch | schedule | weight decay | augmentation | label smoothing | final test acc "
         "| final train acc | best test acc (epoch; chosen on the test set) | parameters |",
-        "|---|---|---|---|---|---|---|---|---|---|"]
+        "|---|---|---|---|---|---|---|---|---|---|---|"]
 for label, result in results.items():
     best, last, r = train.best_epoch(result.history), result.history[-1], result.recipe
-    rows.append(f"| {label} | {r.lr:g} | {r.batch_size} | {r.weight_decay:g} | {r.augment} | {r.label_smoothing:g} "
+    schedule = (f"OneCycle: {r.pct_start:.0%} warm-up, {r.anneal} fall" if r.schedule == "onecycle"
+                else f"step: x{r.gamma:g} every {r.step_size} epochs" if r.schedule == "step" else r.schedule)
+    decay = f"{r.weight_decay:g}" + ("" if r.bias_decay else " (not on biases or norm scales)")
+    rows.append(f"| {label} | {r.lr:g} | {r.batch_size} | {schedule} | {decay} | {r.augment} | {r.label_smoothing:g} "
                 f"| {last['test_acc']:.2f} % | {last['train_acc']:.2f} % "
                 f"| {best['test_acc']:.2f} % ({best['epoch']}) | {models.count_parameters(result.model):,} |")
 display(Markdown("\n".join(rows)))
@@ -399,8 +402,8 @@ display(Markdown("\n".join(rows)))
 #   accuracy means the network **overfits** (it learns the training images rather than the
 #   classes); both low and close together means it **underfits** (it has not learned enough
 #   yet, and less regularization or a better learning rate would help).
-# * In the curves, look at the test loss while the learning rate is high (the middle epochs
-#   under OneCycle). At test time BatchNorm normalizes with running averages of the batch
+# * In the curves, look at the test loss while the learning rate is high (around the peak of
+#   the learning-rate plot above). At test time BatchNorm normalizes with running averages of the batch
 #   statistics, which lag behind while the weights still change fast, so its test loss can
 #   jump from one epoch to the next. LayerNorm and GroupNorm use each image's own statistics in
 #   training and testing alike; their test loss wobbles too at a high learning rate, for the
@@ -413,9 +416,9 @@ display(Markdown("\n".join(rows)))
 #   clean images (and with test-time augmentation in the tuned recipe).
 # * The first columns show what else differs between the rows under the tuned recipe: the
 #   peak learning rate together with the batch size (a smaller batch makes more steps per
-#   epoch, and each norm's learning rate was tuned for its batch size), the weight decay, the augmentation
-#   and the label smoothing; LayerNorm's warm-up, annealing shape and bias decay differ too (its
-#   printed recipe). Part of a gap between two rows may come from these;
+#   epoch, and each norm's learning rate was tuned for its batch size), the schedule's warm-up
+#   share and shape, the weight decay, the augmentation and the label smoothing. Part of a gap
+#   between two rows may come from these;
 #   `RECIPE = "seed"` removes them.
 
 # %% [markdown]

@@ -18,7 +18,8 @@
 #
 # A CIFAR-10 network **without a single max-pool or strided convolution**. Dilated
 # convolutions grow its receptive field while the feature maps keep (almost) their full 32×32
-# resolution, and depthwise-separable convolutions keep 64-channel layers cheap.
+# resolution, and a depthwise-separable convolution in each block costs a fraction of the
+# weights of a full one.
 #
 # 1. [Setup](#1.-Setup)
 # 2. [Dataset and augmentation](#2.-Dataset-and-augmentation)
@@ -496,8 +497,9 @@ print(f"best test accuracy {best['test_acc']:.2f} % at epoch {best['epoch']} of 
 # dropout (if any) on and the weights still changing; test accuracy afterwards, on clean images,
 # with the tuned recipe's test-time augmentation. So a final training accuracy *below* the test
 # accuracy is not a contradiction, and it is only a hint that the regularization holds the
-# network back (the clean comparison scores the training images the way the test images are
-# scored). A training accuracy far above the test accuracy would mean overfitting.
+# network back (the clean check would score the training images the way the test images are
+# scored: eval mode, no augmentation; this notebook does not run it). A training accuracy far
+# above the test accuracy would mean overfitting.
 #
 # ### The other recipe, side by side
 #
@@ -568,7 +570,8 @@ for k, name in enumerate(classes):
 #   network costs far more multiply-adds per image than one that pools early (section 4
 #   compares it with Session 8's).
 # * **Depthwise-separable convolutions are cheap**: C·9 + C·C<sub>out</sub> weights instead of
-#   C·C<sub>out</sub>·9, which lets the first two blocks keep 64 channels.
+#   C·C<sub>out</sub>·9. One of the three 3×3 convolutions in each block is separable (section 3
+#   counts what that saves at 64 channels); the other two are full.
 # * **Read train against test accuracy before choosing a direction**: under the seed recipe
 #   the training accuracy stays below the test accuracy (the seed document's log; training accuracy
 #   is measured on augmented images, so this is a hint, not proof), so the tuned
