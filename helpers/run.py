@@ -165,10 +165,14 @@ def prepare_run(session: str, norm: str = "bn", recipe: str | recipes.Recipe = "
         workers = 0  # on a CPU the model needs every core; albumentations at 32x32 is cheap beside it
 
     train.set_seed(seed)
-    if smoke:
-        data_root = data.write_synthetic_cifar(Path(out) / "smoke-data" if out else tempfile.mkdtemp(),
-                                               512, 256, seed=seed).parent
-    train_split, test_split = load_splits(data_root, validation)
+    if smoke and not out:  # tiny synthetic data in a folder of its own, deleted once it is in memory
+        with tempfile.TemporaryDirectory() as folder:
+            train_split, test_split = load_splits(data.write_synthetic_cifar(folder, 512, 256, seed=seed).parent,
+                                                  validation)
+    else:
+        if smoke:  # in the run's folder
+            data_root = data.write_synthetic_cifar(Path(out) / "smoke-data", 512, 256, seed=seed).parent
+        train_split, test_split = load_splits(data_root, validation)
     mean, std = data.mean_std(train_split.images)
     config = run_config(session, norm, recipe, seed, loader, epochs, train_split, test_split, smoke, validation)
     if verbose:

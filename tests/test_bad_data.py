@@ -238,11 +238,16 @@ def test_command_line_ends_with_one_line_naming_the_file(tmp_path, full):
                "--device", "cpu", "--out", str(tmp_path / name / "out"), "--no-progress"]
         runs[name] = path, subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                                             stderr=subprocess.PIPE, text=True)
-    for name, (path, proc) in runs.items():
-        out, err = proc.communicate(timeout=120)
-        lines = err.strip().splitlines()
-        assert proc.returncode == 1, (name, proc.returncode, err)
-        assert "Traceback" not in err and lines, (name, err)
-        assert lines[-1].startswith("error: ") and str(path) in lines[-1], (name, err)
-        assert not (tmp_path / name / "out").exists()
+    try:
+        for name, (path, proc) in runs.items():
+            out, err = proc.communicate(timeout=120)
+            lines = err.strip().splitlines()
+            assert proc.returncode == 1, (name, proc.returncode, err)
+            assert "Traceback" not in err and lines, (name, err)
+            assert lines[-1].startswith("error: ") and str(path) in lines[-1], (name, err)
+            assert not (tmp_path / name / "out").exists()
+    finally:  # a hung or failed case must not leave the other process running
+        for _, proc in runs.values():
+            proc.kill()
+            proc.wait()
     assert not (tmp_path / "pwned").exists()

@@ -544,9 +544,9 @@ def test_the_speed_benchmark_packs_each_case_as_it_lands(tmp_path):
     the benchmark writes must reach the results at once, not after the benchmark ends."""
     speed = tmp_path / "speed.json"
     code = (f"import json, time, pathlib; p = pathlib.Path(r'{speed}')\n"
-            "for k in range(3):\n"
-            "    time.sleep(0.7); p.write_text(json.dumps({'rows': [{'case': j} for j in range(k + 1)]}))\n"
-            "time.sleep(0.7)")
+            "for k in range(3):\n"  # 2 s apart: four times the poll, so a busy CPU cannot merge two cases
+            "    time.sleep(2); p.write_text(json.dumps({'rows': [{'case': j} for j in range(k + 1)]}))\n"
+            "time.sleep(2)")
     full_cifar.RUNS.mkdir(parents=True)
     packed = []
     full_cifar.run_speed_benchmark([sys.executable, "-c", code], time.time() + 60, speed, 20, reserve=False,

@@ -3,6 +3,7 @@ import re
 import os
 import subprocess
 import sys
+import tempfile
 import urllib.error
 from pathlib import Path
 from types import SimpleNamespace
@@ -11,7 +12,7 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
-from helpers import recipes, run, train
+from helpers import data, recipes, run, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -119,6 +120,23 @@ def test_missing_data_offline_exits_with_the_data_error(tmp_path, monkeypatch):
     assert not (tmp_path / "o" / "history.json").exists()  # nothing was trained on fake data
 
 
+def test_a_failed_download_leaves_an_existing_data_folder_as_it_was(tmp_path, monkeypatch):
+    """Only a folder made for the download is removed when it fails: one that held the student's files stays."""
+    import torchvision.datasets.utils as tv_utils
+
+    def offline(url, download_root, *args, **kwargs):
+        (Path(download_root) / "cifar-10-python.tar.gz.part").write_bytes(b"half")  # what a cut download leaves
+        raise urllib.error.URLError("no network")
+
+    root = tmp_path / "my data"
+    (root / "notes").mkdir(parents=True)
+    (root / "notes" / "mine.txt").write_text("keep me")
+    monkeypatch.setattr(tv_utils, "download_and_extract_archive", offline)
+    with pytest.raises(data.CifarDataError, match="CIFAR-10 not found under"):
+        data.ensure_cifar10(root)
+    assert (root / "notes" / "mine.txt").read_text() == "keep me"
+
+
 def test_a_resumed_runs_time_counts_the_epochs_it_took_from_the_checkpoint(tmp_path):
     """run.json's seconds_to_train is the whole run's: a run stopped after epoch 1 and resumed must not report
     the resumed process's time alone. Epoch 1's recorded time is made huge so only that can explain the total."""
@@ -135,7 +153,8 @@ def test_a_resumed_runs_time_counts_the_epochs_it_took_from_the_checkpoint(tmp_p
     assert 1000.0 + record["history"][1]["seconds"] <= record["seconds_to_train"] < 1000.0 + 600
 
 
-def test_unavailable_device_is_a_usage_error(capsys, monkeypatch):
+def test_unavailable_device_is_a_usage_error(capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # if the check ever broke, the run would train into ./runs here, not in the repo
     monkeypatch.setattr(train.torch.cuda, "is_available", lambda: False)
     with pytest.raises(SystemExit) as exit_:
         run.main(["s8", "--device", "cuda", "--smoke"])
@@ -265,6 +284,15 @@ def test_ctrl_c_says_whether_an_epoch_was_saved(tmp_path, monkeypatch, capsys):
         with pytest.raises(SystemExit) as exit_:
             run.main(["s8", "--smoke", "--out", str(out), "--no-progress"])
         assert exit_.value.code == 130 and message in capsys.readouterr().err
+
+
+def test_a_smoke_run_without_a_folder_leaves_no_files_behind(tmp_path, monkeypatch):
+    """The notebooks and tests call train_course_net(smoke=True) with no out: its synthetic images go to a
+    temporary folder that is gone once they are loaded, not one more folder in /tmp per call."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    prepared = run.prepare_run("s8", "bn", "seed", epochs=1, smoke=True, device="cpu", verbose=False)
+    assert len(prepared.train_split) == 512 and len(prepared.test_split) == 256
+    assert not list(tmp_path.rglob("data_batch_1"))  # (torch may keep a cache folder there: not ours)
 
 
 def test_figures_are_scored_with_the_runs_autocast(tmp_path, watch_autocast):

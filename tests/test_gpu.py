@@ -179,7 +179,8 @@ def test_fit_with_cuda_graphs_trains_and_leaves_the_model_usable(tmp_path, monke
 
 
 @cuda
-def test_cuda_graphs_refuse_the_albumentations_loader(capsys):
+def test_cuda_graphs_refuse_the_albumentations_loader(capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # if the check ever broke, the run would train into ./runs here, not in the repo
     with pytest.raises(SystemExit) as exit_:
         run.main(["s8", "--smoke", "--cuda-graph", "--loader", "albumentations", "--device", "cuda"])
     assert exit_.value.code == 2 and "--cuda-graph needs --loader device" in capsys.readouterr().err

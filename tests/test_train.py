@@ -73,7 +73,10 @@ def test_history_contents_and_test_loss_is_mean_nll(splits):
         assert 0 <= h["train_acc"] <= 100 and 0 <= h["test_acc"] <= 100
         assert math.isfinite(h["train_loss"]) and h["test_loss"] > 0
     _, test_loader = _loaders(splits, n_train=256)
-    log_probs, labels = train.predict(model, test_loader, torch.device("cpu"))
+    model.eval()  # the reference written out, not through train.predict (which evaluate itself uses)
+    with torch.no_grad():
+        log_probs = torch.cat([model(x) for x, _ in test_loader])
+    labels = torch.cat([y for _, y in test_loader])
     nll = -log_probs[torch.arange(len(labels)), labels].mean().item()
     assert history[-1]["test_loss"] == pytest.approx(nll, rel=1e-5)
     assert history[-1]["test_acc"] == pytest.approx(100 * (log_probs.argmax(1) == labels).float().mean().item())
@@ -83,6 +86,21 @@ def test_history_contents_and_test_loss_is_mean_nll(splits):
 def test_step_lr_steps_once_per_epoch(splits):
     history, *_ = _run(splits, 3, "step")
     assert [h["lr"] for h in history] == pytest.approx([0.05, 0.025, 0.0125])
+
+
+def test_plateau_lowers_the_lr_once_the_test_loss_stops_improving(splits):
+    """fit steps a plateau schedule on each epoch's test loss. With a threshold no loss can beat and patience 0,
+    every epoch after the first counts as no better, so the lr halves after epoch 2 and again after epoch 3."""
+    train.set_seed(0)
+    train_loader, test_loader = _loaders(splits, n_train=64)
+    model = models.S8("bn")
+    recipe = recipes.get_recipe("s8", "seed", lr=0.05, gamma=0.5, schedule="plateau", patience=0, threshold=100.0,
+                                threshold_mode="abs")
+    optimizer = recipes.make_optimizer(model, recipe)
+    scheduler = recipes.make_scheduler(optimizer, recipe, 4, len(train_loader))
+    history = train.fit(model, train_loader, test_loader, optimizer, scheduler, 4, "cpu", progress=False,
+                        verbose=False)
+    assert [h["lr"] for h in history] == pytest.approx([0.05, 0.05, 0.025, 0.0125])
 
 
 def test_one_cycle_steps_once_per_batch(splits):
