@@ -125,7 +125,8 @@ def test_a_failed_download_leaves_an_existing_data_folder_as_it_was(tmp_path, mo
     import torchvision.datasets.utils as tv_utils
 
     def offline(url, download_root, *args, **kwargs):
-        (Path(download_root) / "cifar-10-python.tar.gz.part").write_bytes(b"half")  # what a cut download leaves
+        # a partial file, as a cut download may leave one
+        (Path(download_root) / "cifar-10-python.tar.gz.part").write_bytes(b"half")
         raise urllib.error.URLError("no network")
 
     root = tmp_path / "my data"
