@@ -448,12 +448,12 @@ def recipe_figures(records: list[dict], dest: Path = DOC, loader: str = "device"
     paths = []
     for run in RUNS:
         fig, ax = plt.subplots(figsize=(6, 4))
-        drawn = 0
+        drawn = False  # any runs of this run's recipes
         for name, colour in zip(recipes.RECIPES, ("tab:blue", "tab:orange")):
             found = runs_of(records, run, name, "full", loader)
             if not found:
                 continue
-            drawn += 1
+            drawn = True
             n = min(len(r["history"]) for r in found)
             curves = [[h["test_acc"] for h in r["history"][:n]] for r in found]
             epochs = range(1, n + 1)

@@ -16,6 +16,7 @@ default (download, $CIFAR10_ROOT or --data-root); it never falls back to synthet
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -165,13 +166,10 @@ def prepare_run(session: str, norm: str = "bn", recipe: str | recipes.Recipe = "
         workers = 0  # on a CPU the model needs every core; albumentations at 32x32 is cheap beside it
 
     train.set_seed(seed)
-    if smoke and not out:  # tiny synthetic data in a folder of its own, deleted once it is in memory
-        with tempfile.TemporaryDirectory() as folder:
-            train_split, test_split = load_splits(data.write_synthetic_cifar(folder, 512, 256, seed=seed).parent,
-                                                  validation)
-    else:
-        if smoke:  # in the run's folder
-            data_root = data.write_synthetic_cifar(Path(out) / "smoke-data", 512, 256, seed=seed).parent
+    # smoke: tiny synthetic data in the run's folder, or without one in a temporary folder gone once it is loaded
+    with tempfile.TemporaryDirectory() if smoke and not out else contextlib.nullcontext() as folder:
+        if smoke:
+            data_root = data.write_synthetic_cifar(folder or Path(out) / "smoke-data", 512, 256, seed=seed).parent
         train_split, test_split = load_splits(data_root, validation)
     mean, std = data.mean_std(train_split.images)
     config = run_config(session, norm, recipe, seed, loader, epochs, train_split, test_split, smoke, validation)

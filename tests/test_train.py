@@ -28,12 +28,12 @@ def _loaders(splits, batch_size=64, n_train=None, seed=0):
 
 
 def _run(splits, epochs, schedule="step", out_dir=None, resume=False, n_train=256, seed=0, global_seed=None,
-         **fit_kwargs):
+         recipe_fields=None, **fit_kwargs):
     train.set_seed(seed if global_seed is None else global_seed)
     train_loader, test_loader = _loaders(splits, n_train=n_train, seed=seed)
     model = models.S8("bn")
-    recipe = recipes.get_recipe("s8", "seed", lr=0.05, step_size=1, gamma=0.5)
-    recipe = recipes.Recipe(**{**recipe.as_dict(), "schedule": schedule})
+    recipe = recipes.get_recipe("s8", "seed", lr=0.05, step_size=1, gamma=0.5, schedule=schedule,
+                                **(recipe_fields or {}))
     optimizer = recipes.make_optimizer(model, recipe)
     scheduler = recipes.make_scheduler(optimizer, recipe, epochs, len(train_loader))
     history = train.fit(model, train_loader, test_loader, optimizer, scheduler, epochs, "cpu",
@@ -91,15 +91,8 @@ def test_step_lr_steps_once_per_epoch(splits):
 def test_plateau_lowers_the_lr_once_the_test_loss_stops_improving(splits):
     """fit steps a plateau schedule on each epoch's test loss. With a threshold no loss can beat and patience 0,
     every epoch after the first counts as no better, so the lr halves after epoch 2 and again after epoch 3."""
-    train.set_seed(0)
-    train_loader, test_loader = _loaders(splits, n_train=64)
-    model = models.S8("bn")
-    recipe = recipes.get_recipe("s8", "seed", lr=0.05, gamma=0.5, schedule="plateau", patience=0, threshold=100.0,
-                                threshold_mode="abs")
-    optimizer = recipes.make_optimizer(model, recipe)
-    scheduler = recipes.make_scheduler(optimizer, recipe, 4, len(train_loader))
-    history = train.fit(model, train_loader, test_loader, optimizer, scheduler, 4, "cpu", progress=False,
-                        verbose=False)
+    history, *_ = _run(splits, 4, "plateau", n_train=64,
+                       recipe_fields=dict(patience=0, threshold=100.0, threshold_mode="abs"))
     assert [h["lr"] for h in history] == pytest.approx([0.05, 0.05, 0.025, 0.0125])
 
 
