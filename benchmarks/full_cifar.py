@@ -1,10 +1,11 @@
 """The full-CIFAR-10 GPU plan, in phases that fit the device's 10-minute calls and carry over between sessions.
 
-A session's 15 device minutes (start-up included) hold one full call and a short one, the second made at
-once, while the machine is still warm (it goes back after 30 idle seconds; a cold one starts bare):
+A session's 15 device minutes (start-up included) hold one 10-minute call. It runs two plans, one after
+the other on the same machine: the training, then (``--keep``: going on from the first) the speed phase,
+which wants the GPU to itself. In one command, because a machine left idle for 30 seconds goes back bare:
 
-    source .device/setup.sh && python benchmarks/full_cifar.py --out "$OUT" --runs s9 --phases tests tune finals
-    source .device/setup.sh && python benchmarks/full_cifar.py --keep --budget 170 --out "$OUT" --phases speed
+    source .device/setup.sh && python benchmarks/full_cifar.py --out "$OUT" --runs s9 --budget 350 \\
+        --phases tests tune finals; python benchmarks/full_cifar.py --keep --budget 170 --out "$OUT" --phases speed
     python benchmarks/full_cifar.py --smoke --epochs 1 --budget 120 --out /tmp/o --phases tune   # anywhere
 
 Phases, run in this order whatever order they are named in:
@@ -26,19 +27,22 @@ Phases, run in this order whatever order they are named in:
 * ``notebooks``: both notebooks executed on full CIFAR-10 (.device/execute.py), once S9's recipe is
   chosen, and only if ``NOTEBOOK_SECONDS`` are left (a notebook stopped at the deadline keeps nothing).
 
-The training phases are pipelined: S9 is tuned first, and its finals start as soon as its
-candidates have ended and the choice is made, while the S8 candidates still train.
+The training phases are pipelined: S9 is tuned first, and its tuned finals start as soon as its
+candidates have ended and the choice is made, while the S8 candidates still train; the seed
+recipes' finals, which no choice changes, train from the start beside the candidates.
 
 A run whose result is already committed in doc/results (same recipe, seed, loader, data and
 epochs) is not run again, so each session picks up where the last one stopped. Every run is a
 ``python -m helpers.run`` process with one CPU thread (the GPU does the work; 16 threads per
 process starve 16 cores). Logs and run.json files go to runs/gpu/ and, as each run ends, into
 OUT/results.tar.gz, with the executed notebooks and, after ``tune``, the rewritten recipes.py.
-Each device call starts from this checkout, so between calls unpack the archive here (it
+Each device call starts from this checkout, so after a call unpack the archive here (it
 replaces helpers/recipes.py with the chosen one), run ``python benchmarks/recipes.py collect
 runs/gpu`` and commit: the next call then trains the chosen recipes and skips what is done.
-A second call on the same, still warm machine can skip that step: ``--keep`` keeps runs/gpu,
-counts its runs as done and restores the recipes.py the earlier call chose.
+A plan on the same machine can skip that step: ``--keep`` keeps runs/gpu, counts its runs as
+done, resumes the runs a deadline stopped and restores the recipes.py the earlier plan chose.
+The stopped runs' checkpoints come back in OUT/checkpoints.tar: unpacked here too, and runs/gpu
+carried to the next session's call, ``--keep`` resumes them there.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ import importlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -80,6 +85,10 @@ NOTEBOOK_SECONDS = 360
 # besides the epochs (process start, data, the first epoch's cuDNN autotuning or graph capture, figures),
 # and a margin on the whole.
 CLI_RESERVE_SECONDS = 130
+# The checkpoints of runs stopped at a deadline come back in one file (the device returns files of up to 16 MiB)
+# and travel to the next session's call beside .device/ (about 40 MB) and the checkout (about 6 MB), under the
+# 64 MiB a call carries. An S9 checkpoint (weights, momentum, RNG states) is about 1.5 MB, an S8 one 0.4 MB.
+CHECKPOINT_BYTES = 12 * 2**20
 CLI_START_SECONDS = 30
 CLI_MARGIN = 1.25
 
@@ -97,8 +106,9 @@ class Job:
         log = RUNS / "logs" / f"{self.name.replace('/', '_')}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         self.log = open(log, "w")
+        # a session of its own, so that stop() reaches what it starts too (pytest's training subprocesses)
         self.proc = subprocess.Popen(self.argv, cwd=self.cwd, stdout=self.log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, "OMP_NUM_THREADS": "1", **self.env})
+                                     env={**os.environ, "OMP_NUM_THREADS": "1", **self.env}, start_new_session=True)
         self.started = time.time()
 
     def finished(self) -> bool:
@@ -109,8 +119,11 @@ class Job:
         return self.ended is not None
 
     def stop(self) -> None:
-        """Kill the process (a deadline has come) and record that it ended."""
-        self.proc.kill()
+        """Kill the process and every process it started (a deadline has come), and record that it ended."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:  # the whole group has already gone
+            pass
         self.proc.wait()
         self.finished()
 
@@ -157,15 +170,26 @@ def run_jobs(jobs: list[Job], parallel: int, deadline: float, label: str,
             time.sleep(0.5)
             reap()
     finally:  # the deadline, or an error in a follow-up: no process outlives the plan
-        reap()
-        call_due()
-        for job in running:
-            job.stop()
-            print(f"[{label}] {job.name}: stopped at the deadline", flush=True)
+        stop_all(running, label, (reap, call_due))
         for job in front + waiting:
             print(f"[{label}] {job.name}: not started (no time left)", flush=True)
         for group, _ in pending:
             print(f"[{label}] a follow-up of {', '.join(j.name for j in group)} never came due", flush=True)
+
+
+def stop_all(running: list[Job], label: str, last_steps: tuple[Callable[[], None], ...] = ()) -> None:
+    """The end of ``run_jobs`` (its deadline, or an error): take ``last_steps`` (reap what has ended, call a
+    follow-up that came due), each on its own, so that an error in one is reported and still leaves no
+    process running; then stop the jobs still running."""
+    for step in last_steps:
+        try:
+            step()
+        except Exception as err:  # reported here; the error that ended the plan, if any, still propagates
+            print(f"[{label}] {step.__name__} failed at the end of the plan: {err!r}", flush=True)
+    for job in running:
+        if not job.finished():
+            job.stop()
+            print(f"[{label}] {job.name}: stopped at the deadline", flush=True)
 
 
 def is_done(records: list[dict], session: str, norm: str, recipe: recipes.Recipe, seed: int, loader: str,
@@ -258,13 +282,21 @@ def tune_jobs(records: list[dict], epochs: int, smoke: bool = False, cuda_graph:
 
 
 def final_jobs(records: list[dict], epochs: int, smoke: bool = False, cuda_graph: bool = False,
-               loader: str = "device", runs: tuple[str, ...] | None = None, resume: bool = False) -> list[Job]:
-    """Seeds 1-3 of the recipes as helpers/recipes.py holds them now (S9 only for the albumentations loader)."""
+               loader: str = "device", runs: tuple[str, ...] | None = None, resume: bool = False,
+               recipe_names: tuple[str, ...] = ("tuned", "seed")) -> list[Job]:
+    """Seeds 1-3 of the recipes (``recipe_names``) as helpers/recipes.py holds them now (S9 only for the
+    albumentations loader)."""
     nets = [("s9", None)] + ([] if loader == "albumentations" else [("s8", n) for n in NORMS])
     specs = [(f"final/{session}{'-' + norm if norm else ''}-{recipe}-{loader}-s{seed}", session, norm, recipe, seed,
               {}, False, loader)
-             for seed in (1, 2, 3) for session, norm in nets for recipe in ("tuned", "seed")]
+             for seed in (1, 2, 3) for session, norm in nets for recipe in recipe_names]
     return _plan(specs, records, epochs, smoke, cuda_graph, runs, resume)
+
+
+def seed_recipe_settled(keys: tuple[str, ...]) -> bool:
+    """Is the seed recipe of each run of ``keys`` beyond this call's choice (no reading of the seed
+    documents left to run for it: benchmarks/select_recipes.py's S9_READINGS / S8_READINGS)?"""
+    return not any(sel.S9_READINGS if key == "s9" else sel.S8_READINGS for key in keys)
 
 
 def test_suites() -> tuple[Job, Job]:
@@ -399,8 +431,10 @@ def select_argv(epochs: int, smoke: bool = False) -> list[str]:
 def pack(out: Path, with_recipes: bool = False, notebooks: tuple[Path, ...] = ()) -> None:
     """OUT/results.tar.gz: run.json files, the history.json of runs stopped at a deadline (their curves so
     far: only run.json counts as a result), logs, speed results, the selection's evidence, ``notebooks``
-    (those executed without an error) and, ``with_recipes`` (after a choice), helpers/recipes.py."""
+    (those executed without an error) and, ``with_recipes`` (after a choice), helpers/recipes.py. The
+    checkpoints of the stopped runs go apart, into OUT/checkpoints.tar (``pack_checkpoints``)."""
     out.mkdir(parents=True, exist_ok=True)
+    pack_checkpoints(out)
     tmp = out / "results.tar.gz.tmp"
     kept = ("run.json", "history.json", "speed.json", "selection.json", "pytest.xml", "pytest-rest.xml")
     with tarfile.open(tmp, "w:gz") as tar:
@@ -412,6 +446,30 @@ def pack(out: Path, with_recipes: bool = False, notebooks: tuple[Path, ...] = ()
         for nb in notebooks:
             tar.add(nb, arcname=str(nb.relative_to(ROOT)))
     tmp.replace(out / "results.tar.gz")
+
+
+def pack_checkpoints(out: Path, limit: int = CHECKPOINT_BYTES) -> None:
+    """OUT/checkpoints.tar: the checkpoint.pt of each run below runs/gpu that a deadline stopped (no run.json
+    yet), the S9 runs first, as many as fit in ``limit`` bytes (one file the device returns). Unpacked into
+    runs/gpu and carried to the next session's call, with ``--keep`` they resume instead of starting over;
+    nothing is written when no run was stopped."""
+    stopped = sorted((p for p in RUNS.rglob("checkpoint.pt") if not (p.parent / "run.json").is_file()),
+                     key=lambda p: ("s9" not in p.parent.name, str(p)))
+    tmp, size, left_out = out / "checkpoints.tar.tmp", 0, []
+    with tarfile.open(tmp, "w") as tar:  # not compressed: float weights hardly shrink
+        for path in stopped:
+            if size + path.stat().st_size + 10_240 > limit:  # tar's headers and end blocks
+                left_out.append(path.parent.name)
+                continue
+            size += path.stat().st_size + 512
+            tar.add(path, arcname=str(path.relative_to(ROOT)))
+    if len(left_out) < len(stopped):
+        tmp.replace(out / "checkpoints.tar")
+    else:  # none stopped (or none fits): no archive, not even an earlier pack's of runs that have since ended
+        tmp.unlink()
+        (out / "checkpoints.tar").unlink(missing_ok=True)
+    if left_out:
+        print(f"[plan] checkpoints.tar: no room for {', '.join(left_out)}", flush=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -533,16 +591,23 @@ def main(argv: list[str] | None = None) -> None:
             continue
         tuning = tune_jobs(records, e, smoke, graphs, keys, resume=args.keep) if "tune" in phases else []
         all_tuning += tuning
+        # the seed recipe's finals need no choice (unless a seed-document reading is still to run): they start
+        # now, beside the tuning, rather than after it (batch 64, S9's seed finals are the longest runs)
+        early = ("seed",) if "finals" in phases and seed_recipe_settled(keys) else ()
+        later = tuple(r for r in ("tuned", "seed") if r not in early)
 
-        def follow_up(keys: tuple[str, ...] = keys, chosen: bool = "tune" in phases) -> list[Job]:
+        def follow_up(keys: tuple[str, ...] = keys, chosen: bool = "tune" in phases,
+                      later: tuple[str, ...] = later) -> list[Job]:
             if chosen:
                 choose()
             done = [] if smoke else sel.load_runs(RESULTS, RUNS)  # with the runs this call has finished
             # the finals stay eager until a graphed full-length run has matched an eager one
-            more = final_jobs(done, e, smoke, runs=keys, resume=args.keep) if "finals" in phases else []
+            more = (final_jobs(done, e, smoke, runs=keys, resume=args.keep, recipe_names=later)
+                    if "finals" in phases else [])
             return more + (final_jobs(done, e, smoke, loader="albumentations", runs=keys, resume=args.keep)
                            if "loaders" in phases else [])
-        jobs += tuning
+        jobs += tuning + (final_jobs(records, e, smoke, runs=keys, resume=args.keep, recipe_names=early)
+                          if early else [])
         then.append((tuning, follow_up))
     if "notebooks" in phases:  # with the recipes chosen, before the other finals (they run longest)
         then.insert(0, (all_tuning, lambda: notebook_jobs(deadline, smoke)))

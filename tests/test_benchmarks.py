@@ -554,20 +554,38 @@ def test_the_speed_benchmark_packs_each_case_as_it_lands(tmp_path):
     assert packed == [1, 2, 3]  # once per case, each time with the cases so far
 
 
-def test_the_results_keep_a_stopped_runs_history_but_no_checkpoint(tmp_path, monkeypatch):
-    """A run stopped at the deadline leaves its checkpoint on the GPU machine; its curve so far comes back
-    (history.json), the multi-megabyte checkpoint does not, and a finished run's record does."""
-    monkeypatch.setattr(full_cifar, "ROOT", tmp_path)  # the archive names paths from the checkout's root
-    stopped, ended = full_cifar.RUNS / "final" / "stopped", full_cifar.RUNS / "final" / "ended"
-    for folder in (stopped, ended):
+def _names(archive: Path) -> set[str]:
+    """The paths in a tar archive of the plan, from runs/gpu/."""
+    with tarfile.open(archive) as tar:
+        return {Path(n).relative_to(full_cifar.RUNS.relative_to(full_cifar.ROOT)).as_posix() for n in tar.getnames()}
+
+
+def test_the_results_keep_a_stopped_runs_history_and_its_checkpoint_comes_back_apart(tmp_path, monkeypatch):
+    """A run stopped at the deadline: its curve so far comes back in the results (history.json), and its
+    checkpoint in checkpoints.tar, so that the next session can resume it (it used to stay on the machine, and
+    was lost when the machine went back); a finished run's checkpoint stays behind."""
+    monkeypatch.setattr(full_cifar, "ROOT", tmp_path)  # the archives name paths from the checkout's root
+    stopped, s9_stopped, ended = (full_cifar.RUNS / "final" / name for name in ("s8-bn-stopped", "s9-stopped", "ended"))
+    for folder in (stopped, s9_stopped, ended):
         folder.mkdir(parents=True)
         (folder / "history.json").write_text("[]")
-        (folder / "checkpoint.pt").write_bytes(b"x")
+        (folder / "checkpoint.pt").write_bytes(b"x" * 4000)
     (ended / "run.json").write_text("{}")
-    full_cifar.pack(tmp_path / "out")
-    with tarfile.open(tmp_path / "out" / "results.tar.gz") as tar:
-        names = {Path(n).relative_to(full_cifar.RUNS.relative_to(full_cifar.ROOT)).as_posix() for n in tar.getnames()}
-    assert names == {"final/stopped/history.json", "final/ended/history.json", "final/ended/run.json"}
+    out = tmp_path / "out"
+    full_cifar.pack(out)
+    assert _names(out / "results.tar.gz") == {"final/s8-bn-stopped/history.json", "final/s9-stopped/history.json",
+                                               "final/ended/history.json", "final/ended/run.json"}
+    assert _names(out / "checkpoints.tar") == {"final/s8-bn-stopped/checkpoint.pt", "final/s9-stopped/checkpoint.pt"}
+    with tarfile.open(out / "checkpoints.tar") as tar:
+        assert tar.extractfile(tar.getmember(tar.getnames()[0])).read() == b"x" * 4000
+    # no room for both in the file's limit: S9's (the longest to train again) goes first, the other is named
+    full_cifar.pack_checkpoints(out, limit=4000 + 512 + 10_240)
+    assert _names(out / "checkpoints.tar") == {"final/s9-stopped/checkpoint.pt"}
+    # once every run has ended, no archive is left, not even the one an earlier pack of this call wrote
+    for folder in (stopped, s9_stopped):
+        (folder / "run.json").write_text("{}")
+    full_cifar.pack(out)
+    assert not (out / "checkpoints.tar").exists() and not (out / "checkpoints.tar.tmp").exists()
 
 
 def test_the_timed_cli_run_is_kept_without_a_speed_table(tmp_path):
@@ -637,6 +655,51 @@ def test_full_cifar_runs_the_cuda_tests_apart_and_stops_a_suite_at_the_deadline(
     assert "slow: stopped at the deadline" in capsys.readouterr().out
 
 
+def _alive(pid: int) -> bool:
+    """Is process ``pid`` still running (a zombie, which no parent has reaped, is not)?"""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads /proc")
+def test_stopping_a_job_stops_the_processes_it_started(tmp_path, monkeypatch):
+    """pytest's half of the suite starts training processes of its own: stopped at the deadline, it used to
+    leave them running, on the GPU that the speed phase wants to itself."""
+    monkeypatch.setattr(full_cifar, "RUNS", tmp_path)
+    pid_file = tmp_path / "child.pid"
+    code = ("import subprocess, sys, time; child = subprocess.Popen([sys.executable, '-c', 'import time; "
+            f"time.sleep(60)']); open({str(pid_file)!r}, 'w').write(str(child.pid)); time.sleep(60)")
+    job = full_cifar.Job("parent", [sys.executable, "-c", code])
+    job.start()
+    deadline = time.time() + 30
+    while not (pid_file.is_file() and pid_file.read_text()) and time.time() < deadline:
+        time.sleep(0.1)
+    child = int(pid_file.read_text())
+    assert _alive(child)
+    job.stop()
+    deadline = time.time() + 10
+    while _alive(child) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not _alive(child) and job.finished()
+
+
+def test_the_end_of_a_plan_stops_its_jobs_even_when_a_last_step_fails(tmp_path, monkeypatch, capsys):
+    """A follow-up that came due at the deadline and failed (the choice, the packing) used to skip the kills:
+    the plan's processes outlived it."""
+    monkeypatch.setattr(full_cifar, "RUNS", tmp_path)
+    slow = full_cifar.Job("slow", [sys.executable, "-c", "import time; time.sleep(30)"])
+    slow.start()
+
+    def choose() -> None:
+        raise RuntimeError("select_recipes.py broke")
+    full_cifar.stop_all([slow], "test", (choose,))
+    assert slow.finished() and slow.proc.returncode != 0
+    out = capsys.readouterr().out
+    assert "choose failed" in out and "select_recipes.py broke" in out and "slow: stopped at the deadline" in out
+
+
 def test_full_cifar_trains_beside_the_cuda_tests_when_no_speed_phase_waits_for_them(tmp_path, monkeypatch):
     """Without a speed phase nothing in the call needs the CUDA tests' outcome first, so the GPU must not idle
     while they run: the training starts at once, and the suites are still waited for (and reported) at the end."""
@@ -662,16 +725,19 @@ def test_full_cifar_trains_beside_the_cuda_tests_when_no_speed_phase_waits_for_t
 def test_the_gpu_plan_commands_shown_in_the_readme_and_the_docstring_parse():
     """A device minute lost to a typo in a copied command is not got back: every full_cifar.py command line
     that README.md and the script's docstring show must be one its parser accepts."""
-    lines = []
+    commands = []  # each line's plans: one command may run two, one after the other (";")
     for text in ((ROOT / "README.md").read_text(), full_cifar.__doc__):
         joined = text.replace("\\\n", " ")  # a command continued on the next line
-        lines += [line.split("benchmarks/full_cifar.py", 1)[1].split("#")[0].split("&&")[0]
-                  for line in joined.splitlines() if "python benchmarks/full_cifar.py " in line]
-    assert len(lines) >= 5
-    for line in lines:
-        args = full_cifar.build_parser().parse_args(shlex.split(line.replace('"$OUT"', "/tmp/out")))
-        on_the_cpu = args.smoke or args.budget >= 3600  # the CPU plans run for hours
-        assert on_the_cpu or args.budget + 60 <= 600, line  # setup.sh and packing fit in a device call's 600 s
+        commands += [[plan.split("#")[0].split("&&")[0].split(";")[0]
+                      for plan in line.split("python benchmarks/full_cifar.py ")[1:]]
+                     for line in joined.splitlines() if "python benchmarks/full_cifar.py " in line]
+    assert len(commands) >= 3 and max(len(plans) for plans in commands) == 2
+    for plans in commands:
+        parsed = [full_cifar.build_parser().parse_args(shlex.split(plan.replace('"$OUT"', "/tmp/out")))
+                  for plan in plans]
+        on_the_cpu = any(args.smoke or args.budget >= 3600 for args in parsed)  # the CPU plans run for hours
+        # setup.sh, start-up and packing: the plans of one command fit in a device call's 600 s
+        assert on_the_cpu or sum(args.budget for args in parsed) + 60 <= 600, plans
 
 
 def test_a_kept_call_on_a_bare_machine_says_the_earlier_runs_are_not_there(tmp_path, monkeypatch, capsys):
@@ -791,33 +857,59 @@ def test_full_cifar_starts_a_groups_follow_up_before_the_jobs_still_waiting(tmp_
     assert chosen == [1] and finals.started is None  # ... but its finals are not started
 
 
-def test_full_cifar_main_chooses_per_group_and_starts_each_groups_finals_after_its_choice(tmp_path, monkeypatch,
-                                                                                          capsys):
-    """The wiring of main(): the S9 finals follow the S9 choice while S8 still tunes; the notebooks and the
-    S8 finals follow the S8 choice; no notebook that failed is packed."""
-    (tmp_path / "helpers").mkdir()
+def _wire_main(tmp_path, monkeypatch, tune_seconds: float = 0.0) -> dict:
+    """main() with quick stand-ins for its training jobs (a tuning job sleeps ``tune_seconds``) and its
+    selection; returns the jobs it starts, by name, in the order they start."""
+    (tmp_path / "helpers").mkdir(exist_ok=True)
     (tmp_path / "helpers" / "recipes.py").write_text((ROOT / "helpers" / "recipes.py").read_text())
     monkeypatch.setattr(full_cifar, "ROOT", tmp_path)  # no .device/execute.py there: the notebook jobs fail
     monkeypatch.setattr(full_cifar, "RUNS", tmp_path / "gpu")
     monkeypatch.setattr(full_cifar, "RESULTS", tmp_path / "results")
 
-    def quick(name):
-        return full_cifar.Job(name, [sys.executable, "-c", "pass"])
+    def quick(name, seconds=0.0):
+        return full_cifar.Job(name, [sys.executable, "-c", f"import time; time.sleep({seconds})"])
     monkeypatch.setattr(full_cifar, "tune_jobs", lambda records, e, smoke, graphs, keys, resume=False:
-                        [quick(f"tune/{k}") for k in keys])
+                        [quick(f"tune/{k}", tune_seconds) for k in keys])
     monkeypatch.setattr(full_cifar, "final_jobs", lambda records, e, smoke, cuda_graph=False, loader="device",
-                        runs=(), resume=False: [quick(f"final/{k}") for k in runs])
+                        runs=(), resume=False, recipe_names=("tuned", "seed"):
+                        [quick(f"final/{k}-{r}") for r in recipe_names for k in runs])
     monkeypatch.setattr(full_cifar, "select_argv", lambda e, smoke=False: [sys.executable, "-c", "pass"])
-    started, start = [], full_cifar.Job.start
-    monkeypatch.setattr(full_cifar.Job, "start", lambda job: (started.append(job.name), start(job))[1])
+    started, start = {}, full_cifar.Job.start
+    monkeypatch.setattr(full_cifar.Job, "start", lambda job: (started.setdefault(job.name, job), start(job))[1])
+    return started
+
+
+def test_full_cifar_main_chooses_per_group_and_starts_each_groups_finals_after_its_choice(tmp_path, monkeypatch,
+                                                                                          capsys):
+    """The wiring of main(): the S9 finals follow the S9 choice while S8 still tunes; the notebooks and the
+    S8 finals follow the S8 choice; no notebook that failed is packed."""
+    started = _wire_main(tmp_path, monkeypatch)
     full_cifar.main(["--out", str(tmp_path / "out"), "--phases", "tune", "finals", "notebooks", "--smoke",
                      "--parallel", "1", "--budget", "120"])
-    assert started == ["tune/s9", "final/s9", "tune/s8-bn", "tune/s8-ln", "tune/s8-gn",
-                       "notebook/s9_advanced_convolutions", "notebook/s8_normalization",
-                       "final/s8-bn", "final/s8-ln", "final/s8-gn"]
+    # the seed recipes' finals wait for no choice: queued from the start, behind their own group's tuning
+    assert list(started) == ["tune/s9", "final/s9-tuned", "final/s9-seed", "tune/s8-bn", "tune/s8-ln", "tune/s8-gn",
+                             "notebook/s9_advanced_convolutions", "notebook/s8_normalization",
+                             "final/s8-bn-tuned", "final/s8-ln-tuned", "final/s8-gn-tuned",
+                             "final/s8-bn-seed", "final/s8-ln-seed", "final/s8-gn-seed"]
     assert capsys.readouterr().out.count("recipes chosen") == 2 and (tmp_path / "gpu" / "recipes.py").is_file()
     with tarfile.open(tmp_path / "out" / "results.tar.gz") as tar:
         assert not [n for n in tar.getnames() if n.endswith(".ipynb")]  # both failed here: neither is packed
+
+
+def test_full_cifar_trains_the_seed_recipes_finals_beside_the_tuning_unless_a_reading_waits(tmp_path, monkeypatch):
+    """S9's seed finals (batch 64, the longest runs) used to wait for the tuning's choice, which cannot
+    change the seed recipe, and were then stopped at the deadline; now they train beside the candidates."""
+    plan = ["--out", str(tmp_path / "out"), "--phases", "tune", "finals", "--smoke", "--runs", "s9",
+            "--parallel", "2", "--budget", "60"]
+    started = _wire_main(tmp_path, monkeypatch, tune_seconds=1.0)
+    full_cifar.main(plan)
+    tune, seed, tuned = started["tune/s9"], started["final/s9-seed"], started["final/s9-tuned"]
+    assert seed.started < tune.ended <= tuned.started
+    # a reading of the seed document still to run: the choice may change the seed recipe, so its finals wait
+    monkeypatch.setattr(select_recipes, "S9_READINGS", [{"lr": 0.1}])
+    started = _wire_main(tmp_path, monkeypatch, tune_seconds=1.0)
+    full_cifar.main(plan)
+    assert started["final/s9-seed"].started >= started["tune/s9"].ended
 
 
 def test_full_cifar_select_command_parses_and_reads_both_folders(tmp_path, monkeypatch):
