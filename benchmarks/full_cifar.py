@@ -458,10 +458,11 @@ def pack_checkpoints(out: Path, limit: int = CHECKPOINT_BYTES) -> None:
     tmp, size, left_out = out / "checkpoints.tar.tmp", 0, []
     with tarfile.open(tmp, "w") as tar:  # not compressed: float weights hardly shrink
         for path in stopped:
-            if size + path.stat().st_size + 10_240 > limit:  # tar's headers and end blocks
+            entry = 512 + -(-path.stat().st_size // 512) * 512  # a tar header, the file in 512-byte blocks
+            if size + entry + 10_240 > limit:  # ... and the archive's end blocks, with room to spare
                 left_out.append(path.parent.name)
                 continue
-            size += path.stat().st_size + 512
+            size += entry
             tar.add(path, arcname=str(path.relative_to(ROOT)))
     if len(left_out) < len(stopped):
         tmp.replace(out / "checkpoints.tar")
