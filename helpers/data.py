@@ -378,7 +378,11 @@ def write_synthetic_cifar(root: str | os.PathLike, n_train: int = 500, n_test: i
 
     Each class has its own background colour and a bright square at a
     class-dependent place, plus noise, so a small CNN beats chance in an epoch.
+    ``n_train`` images are spread over ``train_batches`` files, each holding at least one.
     """
+    if not 1 <= train_batches <= n_train or n_test < 1:
+        raise ValueError(f"need 1 <= train_batches <= n_train and n_test >= 1 (every file holds an image), got "
+                         f"n_train={n_train}, n_test={n_test}, train_batches={train_batches}")
     rng = np.random.default_rng(seed)
     folder = Path(root) / FOLDER
     folder.mkdir(parents=True, exist_ok=True)

@@ -47,6 +47,7 @@ FIELD_RANGES = {
     "label_smoothing": ("in [0, 1)", lambda v: v is not None and 0 <= v < 1),
     "pct_start": ("in (0, 1)", lambda v: v is not None and 0 < v < 1),
     "gamma": ("in (0, inf)", lambda v: v is not None and v > 0),
+    "threshold": ("in [0, inf)", lambda v: v is not None and v >= 0),
     "dropout": ("in [0, 1) or None", lambda v: v is None or 0 <= v < 1),
     "ema_decay": ("in (0, 1) or None", lambda v: v is None or 0 < v < 1),
     "step_size": ("a whole number of epochs, at least 1", lambda v: isinstance(v, int) and v >= 1),

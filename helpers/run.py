@@ -28,14 +28,12 @@ import time
 from pathlib import Path
 from typing import Iterable, Sequence
 
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-
 import matplotlib
 import matplotlib.pyplot
 import torch
 from torch import nn
 
-from helpers import data, device_data, models, plots, recipes, train  # noqa: E402
+from helpers import data, device_data, models, plots, recipes, train
 
 LOADERS = ("auto", "albumentations", "device")
 EVAL_BATCH = 1000
@@ -215,6 +213,8 @@ def train_course_net(session: str, norm: str = "bn", recipe: str | recipes.Recip
     p = prepare_run(session, norm, recipe, epochs=epochs, data_root=data_root, out=out, seed=seed, device=device,
                     loader=loader, amp=amp, compile=compile, cuda_graph=cuda_graph, workers=workers, smoke=smoke,
                     validation=validation, verbose=verbose, **overrides)
+    if out is not None and not resume:  # the data is there: the run this one replaces goes, all of it
+        clear_run(Path(out))
     history = train.fit(p.model, p.train_loader, p.test_loader, p.optimizer, p.scheduler, epochs, p.device,
                         label_smoothing=p.recipe.label_smoothing, ema_decay=p.recipe.ema_decay, tta=p.recipe.tta,
                         amp=p.amp, out_dir=None if out is None else str(out), resume=resume, progress=progress,
@@ -227,6 +227,25 @@ def train_course_net(session: str, norm: str = "bn", recipe: str | recipes.Recip
     if out is not None:
         save_run(result, Path(out) / "run.json")
     return result
+
+
+RUN_FILES = ("checkpoint.pt", "history.json", "run.json", "curves.png", "lr.png", "misclassified.png",
+             "confusion.png")  # what a run writes into its folder (its smoke data aside)
+
+
+def clear_run(out: Path) -> None:
+    """Delete the files an earlier run wrote into ``out`` (``RUN_FILES``): a run that replaces it and is
+    stopped in its first epoch must not leave the old checkpoint there for ``--resume`` to go on with."""
+    for name in RUN_FILES:
+        (out / name).unlink(missing_ok=True)
+
+
+def holds_smoke_run(checkpoint: Path) -> bool:
+    """Was ``checkpoint`` saved by a ``--smoke`` run (synthetic data)? False for anything unreadable."""
+    try:
+        return (train.load_checkpoint(checkpoint).get("config") or {}).get("data", "").startswith("synthetic")
+    except train.CheckpointError:
+        return False
 
 
 def save_run(result: RunResult, path: Path) -> None:
@@ -444,7 +463,9 @@ def main(argv: list[str] | None = None) -> float:
     tag = f"{args.command}-{norm}" if args.command == "s8" else args.command
     out = Path(args.out or f"runs/{tag}-{args.recipe}{'-smoke' if args.smoke else ''}")
     epochs = args.epochs or (1 if args.smoke else 20)
-    if not (args.resume or args.overwrite or args.smoke) and (out / "checkpoint.pt").exists():
+    saved = out / "checkpoint.pt"
+    # smoke runs replace each other without --overwrite, but never a real run trained into the same folder
+    if saved.exists() and not (args.resume or args.overwrite or (args.smoke and holds_smoke_run(saved))):
         sys.exit(f"error: {out} holds a run already: --resume goes on with it, --overwrite replaces it, "
                  "--out DIR trains into another folder")
     if not args.resume:

@@ -169,7 +169,7 @@ class TrainingLoss(nn.Module):
 
 
 def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.Optimizer,
-                    device: torch.device, epoch: int = 1, scheduler: LRScheduler | None = None,
+                    device: torch.device | str, epoch: int = 1, scheduler: LRScheduler | None = None,
                     label_smoothing: float = 0.0,
                     ema: nn.Module | None = None, amp: bool = False, progress: bool = True,
                     sync_every: int | None = None, estimate_epochs: int = 0,
@@ -183,6 +183,7 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
     (default: ``TrainingLoss(model, label_smoothing, amp)``) computes each batch's loss; ``fit``
     passes one that keeps its CUDA graphs from epoch to epoch.
     """
+    device = torch.device(device)  # "cpu" or "cuda" will do too
     loss_fn = loss_fn if loss_fn is not None else TrainingLoss(model, label_smoothing, amp)
     model.train()
     n_batches = len(loader)
@@ -258,12 +259,13 @@ def tta_log_probs(model: nn.Module, x: torch.Tensor, flip: bool = True, shift: i
 
 
 @torch.no_grad()
-def predict(model: nn.Module, loader: Iterable, device: torch.device, tta: bool = False,
+def predict(model: nn.Module, loader: Iterable, device: torch.device | str, tta: bool = False,
             amp: bool = False, tta_shift: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probabilities and labels of a whole loader (on the CPU). ``tta`` averages the
     probabilities of each image and its horizontal flip, ``tta_shift`` also those of the image
     shifted by that many pixels (``tta_log_probs``). ``tta`` switches all of it: without it each
     image is scored once, whatever ``tta_shift`` says."""
+    device = torch.device(device)  # "cpu" or "cuda" will do too
     model.eval()
     outs, labels = [], []
     for x, y in loader:
@@ -277,7 +279,7 @@ def predict(model: nn.Module, loader: Iterable, device: torch.device, tta: bool 
     return torch.cat(outs).cpu(), torch.cat(labels).cpu()  # a loader's labels all live on one device
 
 
-def evaluate(model: nn.Module, loader: Iterable, device: torch.device, tta: bool = False,
+def evaluate(model: nn.Module, loader: Iterable, device: torch.device | str, tta: bool = False,
              amp: bool = False, tta_shift: int = 0) -> tuple[float, float]:
     """Mean NLL per sample and accuracy (%) on ``loader`` (``tta``, ``tta_shift``: see ``predict``)."""
     log_probs, labels = predict(model, loader, device, tta, amp, tta_shift)
@@ -346,10 +348,11 @@ class WeightAverage(nn.Module):
         module.updates = int(module.n_averaged)
 
 
-def prepare_model(model: nn.Module, device: torch.device, channels_last: bool = True) -> nn.Module:
+def prepare_model(model: nn.Module, device: torch.device | str, channels_last: bool = True) -> nn.Module:
     """Move ``model`` to ``device`` as ``fit`` trains it: weights stored N,H,W,C (``channels_last``,
     on a CPU or CUDA device) and, on CUDA, cuDNN left to time its kernels once per shape and keep
     the fastest (``cudnn.benchmark``). Returns the model."""
+    device = torch.device(device)
     model.to(device)
     if channels_last and device.type in ("cpu", "cuda"):
         model.to(memory_format=torch.channels_last)
@@ -398,6 +401,10 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.
     atomic_write(Path(path), lambda p: torch.save(state, p))
 
 
+# What save_checkpoint writes and a resume needs (the other entries may be None).
+CHECKPOINT_KEYS = frozenset({"model", "optimizer", "history", "rng_cpu"})
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
     """Load a checkpoint safely: ``weights_only=True`` refuses anything but tensors and plain data.
 
@@ -406,12 +413,17 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     does not load that way raises ``CheckpointError``.
     """
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise
     except Exception as e:
         raise CheckpointError(f"{path} is not a safe or valid checkpoint ({type(e).__name__}: "
                               f"{str(e).splitlines()[0]})") from None
+    missing = CHECKPOINT_KEYS - set(state) if isinstance(state, dict) else CHECKPOINT_KEYS
+    if missing:  # e.g. torch.save(model.state_dict(), ...): weights alone cannot continue a run
+        held = f"a {type(state).__name__}" if not isinstance(state, dict) else f"no {', '.join(sorted(missing))}"
+        raise CheckpointError(f"{path} is not a checkpoint written by helpers.train.fit (it holds {held})")
+    return state
 
 
 def config_changes(saved: dict | None, config: dict | None, defaults: dict | None = None) -> list[str]:

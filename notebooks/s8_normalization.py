@@ -20,7 +20,9 @@
 # compare BatchNorm, LayerNorm and GroupNorm. Then we compute each normalization by hand, on
 # feature maps of the trained network, and check that we get what PyTorch's layers compute.
 # (With the tuned recipe, the default, each normalization also trains with settings of its own,
-# section 4; `RECIPE = "seed"` trains all three the same way, so that only the layer differs.)
+# section 4; `RECIPE = "seed"` trains all three the same way, so that only the layer differs. The
+# *seed document* is the assignment write-up this course was rebuilt from: its network, its
+# training settings and its results.)
 #
 # 1. [Setup](#1.-Setup)
 # 2. [Dataset](#2.-Dataset)
@@ -142,6 +144,8 @@ except data.CifarDataError:
         "cifar-10-python.tar.gz or the cifar-10-batches-py/ folder there, or set DATA_ROOT in the "
         "settings cell to the folder that holds it.") from None
 classes = train_split.classes
+if SMOKE:
+    print("SMOKE TEST: synthetic images and one epoch; the pictures and accuracies below mean nothing")
 print(f"train: {len(train_split):,} images of shape {train_split.images.shape[1:]}, {train_split.images.dtype}")
 print(f"test:  {len(test_split):,} images")
 print(f"{'class':<12}{'train':>7}{'test':>7}")
@@ -192,7 +196,9 @@ print("the often-copied std, a mean of per-image stds:                          
 #
 # The recipe decides the augmentation; each row is one image and ten random draws of it. This is
 # the BatchNorm network's recipe; the tuned LayerNorm and GroupNorm recipes may augment
-# differently (each run prints its recipe in section 4).
+# differently (each run prints its recipe in section 4). `crop-flip` pads the image by 2 pixels
+# (mirroring its border), cuts a random 32×32 window out of it, and mirrors it left to right half
+# the time; `flip` only mirrors.
 
 # %% tags=["nbval-ignore-output"]
 recipe = recipes.get_recipe("s8", RECIPE)
@@ -206,10 +212,12 @@ plots.show_image_rows({f"{classes[train_split.labels[i]]} #{i}":
 # %% [markdown]
 # ## 3. Model and the three normalizations
 #
-# A squeeze-and-expand CNN: `C1 C2 c3 P1 C3 C4 C5 c6 P2 C7 C8 C9 GAP c10`, where `C` is a 3×3
-# convolution block (conv → norm → ReLU → dropout), `c` a 1×1 block that squeezes the channels,
-# `P` a 2×2 max-pool, `GAP` global average pooling and `c10` a 1×1 convolution to the 10
-# classes, followed by log-softmax. `models.S8(norm)` builds it with `norm` = `"bn"`, `"ln"` or
+# A squeeze-and-expand CNN, in the seed document's names `C1 C2 c3 P1 C3 C4 C5 c6 P2 C7 C8 C9 GAP
+# c10`, where `C` is a 3×3 convolution block (conv → norm → ReLU → dropout), `c` a 1×1 block that
+# squeezes the channels, `P` a 2×2 max-pool, `GAP` global average pooling and `c10` a 1×1
+# convolution to the 10 classes, followed by log-softmax. (Each letter is numbered on its own,
+# so `c3` and `C3` are different layers.) The last two 3×3 convolutions, C8 and C9, have no
+# padding, so the 8×8 maps shrink to 6×6 and 4×4 before the average pooling. `models.S8(norm)` builds it with `norm` = `"bn"`, `"ln"` or
 # `"gn"`. The summary (from `helpers.summary`, built on torchinfo) lists every layer with its
 # output shape. (torchinfo 1.8.0 labels its multiply-add count "(Units.MEGABYTES)", a known bug
 # of its own: read it as millions of multiply-adds per image.)
@@ -324,6 +332,16 @@ assert rf.receptive_field(models.S8("bn")) == 44
 # both moved by that many pixels; the predicted probabilities are averaged (the unshifted pair
 # and the shifted copies weigh half each). Each run prints its recipe.
 #
+# The terms, briefly: **OneCycle** raises the learning rate from a tenth of its peak to the peak
+# over the first `pct_start` of the steps (the *warm-up share*), then lowers it to nearly 0,
+# along a cosine or a straight line (`anneal`). **Nesterov momentum** takes each step from where
+# the momentum is about to carry the weights, rather than from where they are. **Weight decay**
+# pulls every weight a little towards 0 at each step (`bias_decay=False`: not the biases and the
+# norm layers' γ and β). **Label smoothing** trains towards 0.9 on the true class and spreads 0.1
+# over all ten classes, instead of 1 and 0s. The printed recipe lists every field:
+# `dropout=None` means the network's own default, and `step_size`, `gamma`, `patience` and
+# `threshold` belong to the other schedules (unused under OneCycle).
+#
 # **The loader.** `LOADER = "auto"` picks `"device"` on a CUDA GPU: `helpers.device_data`
 # keeps the whole dataset in GPU memory and augments whole batches there, because a few CPU
 # workers running albumentations image by image cannot keep a GPU busy. Everywhere else it picks
@@ -332,8 +350,9 @@ assert rf.receptive_field(models.S8("bn")) == 44
 # seed recipe's rotation fills the corners with black in albumentations and with reflected
 # pixels on the device. On a GPU
 # with bfloat16 in hardware (A100, H100 and newer; not Colab's T4) the run also computes in
-# bfloat16 (autocast), which is faster and, for these networks, as accurate. Each run starts from the same seed; with the seed recipe, which is the same for
-# all three, the networks also see the same batches.
+# bfloat16 (autocast), which is faster and usually about as accurate (this course has not
+# measured the difference). Each run starts from the same seed; with the seed recipe, which is
+# the same for all three, the networks also see the same batches.
 
 # %% tags=["nbval-ignore-output"]
 results = {}
@@ -410,7 +429,7 @@ display(Markdown("\n".join(rows)))
 #   usual reason (large steps), but not for this one.
 # * Do not compare the loss levels of a run with label smoothing with those of a run without it
 #   (each run prints its recipe, `label_smoothing` among its fields): label smoothing aims at
-#   less confident predictions and so raises the plotted loss without costing accuracy.
+#   less confident predictions and so raises the plotted loss, which need not cost accuracy.
 # * Training accuracy can end up *below* test accuracy. It is measured during the epoch, on
 #   augmented images, while the weights still change; test accuracy is measured afterwards, on
 #   clean images (and with test-time augmentation in the tuned recipe).

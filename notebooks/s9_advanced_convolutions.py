@@ -28,9 +28,11 @@
 # 5. [Training](#5.-Training)
 # 6. [Results](#6.-Results)
 #
-# The code you could reuse lives in the repository's `helpers` package; this notebook calls it
-# and shows the computations that matter. The outputs stored in this notebook come from the
-# run that last executed it; section 5 prints its data, epochs, device and PyTorch version.
+# The *seed document* is the assignment write-up this course was rebuilt from: its network, its
+# training settings and its epoch-by-epoch results. The code you could reuse lives in the
+# repository's `helpers` package; this notebook calls it and shows the computations that
+# matter. The outputs stored in this notebook come from the run that last executed it; section 5
+# prints its data, epochs, device and PyTorch version.
 # Where that says "synthetic smoke-test images", they come from the test suite's one-epoch smoke
 # run and its pictures and accuracies mean nothing. Run the notebook yourself to get your own.
 
@@ -139,6 +141,8 @@ except data.CifarDataError:
         "settings cell to the folder that holds it.") from None
 classes = train_split.classes
 mean, std = data.mean_std(train_split.images)
+if SMOKE:
+    print("SMOKE TEST: synthetic images and one epoch; the pictures and accuracies below mean nothing")
 print(f"train: {len(train_split):,} images, test: {len(test_split):,} images")
 print("train images per class:", dict(zip(classes, np.bincount(train_split.labels, minlength=10).tolist())))
 print("mean", tuple(round(m, 4) for m in mean), " std", tuple(round(s, 4) for s in std))
@@ -279,8 +283,8 @@ plt.show()
 # %% [markdown]
 # Each dilated stack reaches the same 49 pixels, only spread wider: stacking the *same*
 # dilation leaves holes ("gridding": a dilation-2 stack only ever mixes pixels of the same
-# parity). That is why the S9 network puts an ordinary 3×3 convolution and a
-# depthwise-separable one before every dilated layer: its first block already reaches every
+# parity). The S9 network avoids that: an ordinary 3×3 convolution and a depthwise-separable one
+# come before every dilated layer and fill the holes, so its first block already reaches every
 # pixel of its window, and the whole network every pixel of the image.
 #
 # ### Depthwise-separable convolution
@@ -430,13 +434,14 @@ assert rf.receptive_field(s9) == 77
 # it used. The command line (`python -m helpers.run s9`) calls the same function.
 #
 # **The recipe.** `RECIPE = "seed"` trains as the seed document did: a fixed learning rate that
-# `ReduceLROnPlateau` multiplies by 0.1 once the test loss has gone 5 epochs without falling below
-# 0.9 times its best (PyTorch's relative threshold of 0.1: a gain of a tenth, not just any fall). (Watching
+# `ReduceLROnPlateau` multiplies by 0.1 once the test loss has gone more than `patience` = 4
+# epochs (so on the 5th) without falling below 0.9 times its best (PyTorch's relative threshold of 0.1: a gain of a tenth, not just any fall). (Watching
 # the *test* loss lets the test set steer training; a fair run watches a validation split of the
 # training images. We keep it to reproduce the document.) In the seed document's own log the
 # training accuracy stays below the test accuracy in every one of the 20 epochs. (Its code also adds
 # each block's input to the dilated convolution's output and fills the cutout with black, so the
-# log comes from a slightly different network: the repository's `doc/tuning.md` quotes it.)
+# log comes from a slightly different network. The repository's `doc/tuning.md` draws the log's
+# test accuracy against our runs of the seed recipe.)
 # Training accuracy reads low by construction (augmented images, dropout on; see below), so this is
 # a hint, not proof, that the regularization (dropout, and each of the three transforms on every
 # other image) holds the network back more than it needs (section 6 trains both recipes side by
@@ -453,7 +458,17 @@ assert rf.receptive_field(s9) == 77
 # `"albumentations"`: the DataLoader path of section 2, one image at a time on the CPU. Both
 # apply the same transforms with the same probabilities (not pixel for pixel the same). On a GPU
 # with bfloat16 in hardware (A100, H100 and newer; not Colab's T4) the run also computes in
-# bfloat16 (autocast), which is faster and, for these networks, as accurate.
+# bfloat16 (autocast), which is faster and usually about as accurate (this course has not
+# measured the difference).
+#
+# The terms, briefly: **OneCycle** raises the learning rate from a tenth of its peak to the peak
+# over the first `pct_start` of the steps (the *warm-up share*), then lowers it to nearly 0,
+# along a cosine or a straight line (`anneal`). **Nesterov momentum** takes each step from where
+# the momentum is about to carry the weights, rather than from where they are. **Weight decay**
+# pulls every weight a little towards 0 at each step. **Label smoothing** trains towards 0.9 on
+# the true class and spreads 0.1 over all ten classes, instead of 1 and 0s. The printed recipe
+# lists every field: `dropout=None` means the network's own default (0.05 for this one), and
+# the fields of the schedules a recipe does not use are left at their defaults.
 
 # %% tags=["nbval-ignore-output"]
 result = run.train_course_net("s9", recipe=RECIPE, epochs=EPOCHS, data_root=DATA_ROOT, seed=SEED,
@@ -576,6 +591,6 @@ for k, name in enumerate(classes):
 #   the training accuracy stays below the test accuracy (the seed document's log; training accuracy
 #   is measured on augmented images, so this is a hint, not proof), so the tuned
 #   recipe drops dropout and the heavy augmentation and fits the schedule to the budget; on
-#   full CIFAR-10, weight decay and label smoothing still help it (the repository's
-#   `doc/tuning.md`).
+#   full CIFAR-10, weight decay and label smoothing may still help it (one seed each around an
+#   earlier recipe, in the repository's `doc/tuning.md`).
 # * **Albumentations** makes each transform one line with its own probability.

@@ -261,6 +261,52 @@ def test_a_new_run_never_silently_replaces_a_saved_one(tmp_path, monkeypatch):
     assert exit_.value.code == 130 and started == [2] and not (out / "run.json").exists()
 
 
+def test_a_smoke_run_never_replaces_a_real_one(tmp_path):
+    """`--smoke --out runs/s8-bn` (a real run's folder) used to delete that run's record and overwrite its
+    checkpoint: smoke runs may replace smoke runs, nothing else, unless --overwrite says so."""
+    out = tmp_path / "r"
+    _checkpoint(out / "checkpoint.pt", "CIFAR-10: 50000 train / 10000 test images")
+    (out / "run.json").write_text("{}")
+    before = (out / "checkpoint.pt").read_bytes()
+    with pytest.raises(SystemExit) as exit_:
+        run.main(["s8", "--smoke", "--out", str(out), "--no-progress", "--device", "cpu"])
+    assert str(exit_.value.code).startswith(f"error: {out} holds a run already")
+    assert (out / "checkpoint.pt").read_bytes() == before and (out / "run.json").is_file()
+
+
+def test_a_replaced_run_is_gone_once_the_new_one_has_its_data(tmp_path, monkeypatch, capsys):
+    """--overwrite removed only run.json: stopped in its first epoch, the new run left the old checkpoint,
+    history and figures behind, and `--resume`, as the Ctrl-C message advises, went on with the old run."""
+    out = tmp_path / "r"
+    _checkpoint(out / "checkpoint.pt", "synthetic: 512 train / 256 test images")
+    for name in ("history.json", "run.json", "curves.png"):
+        (out / name).write_text("the old run")
+
+    def stopped_in_epoch_1(*args, **kwargs):
+        assert not any((out / name).exists() for name in run.RUN_FILES)  # gone before the first epoch
+        raise KeyboardInterrupt
+    monkeypatch.setattr(train, "fit", stopped_in_epoch_1)
+    with pytest.raises(SystemExit) as exit_:
+        run.main(["s8", "--smoke", "--out", str(out), "--no-progress", "--device", "cpu", "--overwrite"])
+    assert exit_.value.code == 130 and "nothing was saved" in capsys.readouterr().err
+    assert not any((out / name).exists() for name in run.RUN_FILES)
+
+
+def test_a_file_that_is_not_a_runs_checkpoint_is_one_line_on_resume(tmp_path):
+    """torch.save(model.state_dict(), ...) loads safely but is no run: --resume used to end in a KeyError."""
+    out = tmp_path / "r"
+    out.mkdir()
+    torch.save(run.models.S8("bn").state_dict(), out / "checkpoint.pt")
+    with pytest.raises(SystemExit) as exit_:
+        run.main(["s8", "--smoke", "--resume", "--out", str(out), "--no-progress", "--device", "cpu"])
+    message = str(exit_.value.code)
+    assert message.startswith("error: ") and "is not a checkpoint written by helpers.train.fit" in message
+    assert "no history, model, optimizer, rng_cpu" in message and "\n" not in message
+    torch.save(torch.zeros(3), out / "checkpoint.pt")
+    with pytest.raises(train.CheckpointError, match="it holds a Tensor"):
+        train.load_checkpoint(out / "checkpoint.pt")
+
+
 def test_a_damaged_checkpoint_on_resume_is_one_line(tmp_path, capsys):
     out = tmp_path / "r"
     out.mkdir()
@@ -272,6 +318,13 @@ def test_a_damaged_checkpoint_on_resume_is_one_line(tmp_path, capsys):
     assert str(out / "checkpoint.pt") in message and "\n" not in message
 
 
+def _checkpoint(path: Path, data_described: str) -> None:
+    """A checkpoint as helpers.train.fit writes one, of a run on ``data_described`` (its config's "data")."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": {}, "optimizer": {}, "history": [], "rng_cpu": torch.get_rng_state(),
+                "config": {"data": data_described}}, path)
+
+
 def test_ctrl_c_says_whether_an_epoch_was_saved(tmp_path, monkeypatch, capsys):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -280,8 +333,7 @@ def test_ctrl_c_says_whether_an_epoch_was_saved(tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
     for saved, message in ((False, "nothing was saved"), (True, "to continue, rerun the same command with --resume")):
         if saved:
-            out.mkdir()
-            (out / "checkpoint.pt").write_bytes(b"an epoch")
+            _checkpoint(out / "checkpoint.pt", "synthetic: 512 train / 256 test images")
         with pytest.raises(SystemExit) as exit_:
             run.main(["s8", "--smoke", "--out", str(out), "--no-progress"])
         assert exit_.value.code == 130 and message in capsys.readouterr().err

@@ -414,3 +414,11 @@ def test_loader_rejects_bad_batch_size_and_empty_data(splits):
     empty = data.CifarSplit(splits[1].images[:0], splits[1].labels[:0], splits[1].classes)
     with pytest.raises(ValueError, match="empty"):
         data.make_loader(data.AugmentedCifar(empty, data.eval_transforms()), 8)
+
+
+@pytest.mark.parametrize("n_train, n_test, batches", [(1, 10, 2), (10, 0, 1), (10, 10, 0)])
+def test_synthetic_data_refuses_sizes_it_could_not_load_again(tmp_path, n_train, n_test, batches):
+    """One image in two batch files wrote an empty data_batch_2, which load_cifar10 then refused."""
+    with pytest.raises(ValueError, match="every file holds an image"):
+        data.write_synthetic_cifar(tmp_path, n_train=n_train, n_test=n_test, train_batches=batches)
+    assert not list(tmp_path.rglob("*_batch*"))

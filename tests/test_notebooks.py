@@ -149,6 +149,22 @@ def test_compared_cells_state_the_course_numbers(name):
         assert len(checks) == 5 and all(" True " in line for line in checks), checks
 
 
+@pytest.mark.parametrize("name", PAIRS)
+def test_the_readme_says_which_kind_of_run_each_notebook_holds(name):
+    """A student who opens the Session 9 notebook must not take its smoke run's accuracies for results: the
+    README says which notebooks hold a smoke run, and this keeps it true when a notebook is executed again."""
+    nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    provenance = [o.get("text", "") for c in nb.cells if c.cell_type == "code" and 'source = ("synthetic' in c.source
+                  for o in c.outputs]
+    assert len(provenance) == 1 and provenance[0].startswith("data:"), provenance
+    smoke = "synthetic smoke-test images" in provenance[0]
+    session = name[1]
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    said = (f"the Session {session} notebook holds a smoke run" if smoke
+            else f"the Session {session} notebook holds a run on full CIFAR-10")
+    assert said.lower() in readme.lower(), f"README.md should say: {said}"
+
+
 # --------------------------------------------------------------------------- the Colab setup cell
 def test_setup_cells_are_the_same_in_both_notebooks():
     sources = {name: cell_source(name, "REPO_URL = ") for name in PAIRS}

@@ -81,6 +81,9 @@ def test_unknown_fields_and_none_overrides():
     ("weight_decay", -1e-4, r"weight_decay must be in \[0, inf\)"),
     ("dropout", 1.0, r"dropout must be in \[0, 1\)"),
     ("step_size", 0, "step_size must be a whole number of epochs, at least 1"),
+    # the plateau schedule's threshold failed only after the first epoch (a string), or never cut the lr (< 0)
+    ("threshold", "abc", r"threshold must be in \[0, inf\), got 'abc'"),
+    ("threshold", -0.1, r"threshold must be in \[0, inf\)"),
     ("tta_shift", 16, "tta_shift must be a whole number of pixels from 0 to 4"),
     ("tta_shift", 1.5, "tta_shift must be a whole number of pixels from 0 to 4"),
     # the tuned recipes use Nesterov, which torch.optim.SGD refuses without momentum, after the data has loaded

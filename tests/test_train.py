@@ -506,3 +506,14 @@ def test_bf16_autocast_is_on_by_default_only_where_the_gpu_has_bf16_in_hardware(
         monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, c=capability: c)
         assert train.bf16_is_native(torch.device("cuda")) is expected
     assert train.bf16_is_native(torch.device("cpu")) is False
+
+
+def test_the_epoch_functions_take_the_device_by_name(splits):
+    """fit took device="cpu" but evaluate, predict and train_one_epoch needed a torch.device: a student's
+    train.evaluate(model, loader, "cpu") ended in "'str' object has no attribute 'type'"."""
+    train_loader, test_loader = _loaders(splits, n_train=128)
+    model = models.S8("bn")
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    loss, acc = train.train_one_epoch(model, train_loader, optimizer, "cpu", progress=False)
+    assert math.isfinite(loss) and 0 <= acc <= 100
+    assert train.evaluate(model, test_loader, "cpu") == train.evaluate(model, test_loader, torch.device("cpu"))
