@@ -80,7 +80,7 @@ def time_case(session: str, loader: str, epochs: int = 2, data_root: str | None 
         t_epoch = time.perf_counter()
         with _Timer(p.device) as t_train:
             train.train_one_epoch(p.model, p.train_loader, p.optimizer, p.device, epoch,
-                                  p.scheduler if train.steps_per_batch(p.scheduler) else None,
+                                  p.scheduler if train.steps_every_batch(p.scheduler) else None,
                                   p.recipe.label_smoothing, ema, amp=p.amp, progress=False, loss_fn=loss_fn)
         with _Timer(p.device) as t_eval:
             train.evaluate(ema if ema is not None else p.model, p.test_loader, p.device, tta=p.recipe.tta, amp=p.amp,

@@ -135,6 +135,27 @@ class RunResult(Prepared):
     resumed_after_epoch: int = 0  # the epochs that came from the checkpoint (0: trained from the start)
 
 
+def check_settings(device: torch.device, loader: str = "auto", compile: bool = False, cuda_graph: bool = False,
+                   workers: int | None = None) -> str:
+    """Refuse, in one sentence each, settings of a run that cannot work together; return the loader
+    (``"auto"`` resolved: the device loader on CUDA, else albumentations). ``prepare_run`` checks with it,
+    and the command line before anything loads."""
+    if loader not in LOADERS:
+        raise ValueError(f"unknown loader {loader!r}; choose one of {', '.join(LOADERS)}")
+    if workers is not None and workers < 0:
+        raise ValueError(f"workers must be 0 or more, got {workers}")
+    if cuda_graph and device.type != "cuda":
+        raise ValueError(f"CUDA graphs (--cuda-graph) need a CUDA device; this run trains on {device.type}")
+    if cuda_graph and compile:
+        raise ValueError("choose CUDA graphs (--cuda-graph) or torch.compile (--compile), not both")
+    if loader == "auto":
+        loader = "device" if device.type == "cuda" else "albumentations"
+    if cuda_graph and loader != "device":
+        raise ValueError("CUDA graphs (--cuda-graph) need the device loader (--loader device): a DataLoader's "
+                         "pin-memory thread breaks the capture")
+    return loader
+
+
 def prepare_run(session: str, norm: str = "bn", recipe: str | recipes.Recipe = "seed", *, epochs: int = 20,
                 data_root: str | os.PathLike | None = None, out: str | os.PathLike | None = None, seed: int = 1,
                 device: str = "auto", loader: str = "auto", amp: bool | None = None, compile: bool = False,
@@ -142,19 +163,8 @@ def prepare_run(session: str, norm: str = "bn", recipe: str | recipes.Recipe = "
                 validation: bool = False, verbose: bool = True, **overrides) -> Prepared:
     """Recipe -> data -> loaders -> model -> optimiser and schedule, ready for ``helpers.train.fit``
     (the arguments are those of ``train_course_net``)."""
-    if loader not in LOADERS:
-        raise ValueError(f"unknown loader {loader!r}; choose one of {', '.join(LOADERS)}")
-    if workers is not None and workers < 0:
-        raise ValueError(f"workers must be 0 or more, got {workers}")
     device = train.get_device(device)
-    if cuda_graph and device.type != "cuda":
-        raise ValueError(f"CUDA graphs need a CUDA device; this run trains on {device.type}")
-    if cuda_graph and compile:
-        raise ValueError("choose CUDA graphs or torch.compile, not both")
-    if loader == "auto":
-        loader = "device" if device.type == "cuda" else "albumentations"
-    if cuda_graph and loader != "device":
-        raise ValueError("CUDA graphs need the device loader (a DataLoader's pin-memory thread breaks the capture)")
+    loader = check_settings(device, loader, compile, cuda_graph, workers)
     amp = train.bf16_is_native(device) if amp is None else amp
     if isinstance(recipe, str):
         recipe = recipes.get_recipe(session, recipe, norm, **overrides)
@@ -267,17 +277,24 @@ def predict_test(result: RunResult) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def write_figures(result: RunResult, out: Path, title: str) -> list[Path]:
-    """curves.png, lr.png, misclassified.png and confusion.png of a trained run, from its final weights."""
+    """curves.png, lr.png, misclassified.png and confusion.png of a trained run, from its final weights.
+    A ``--validation`` run's figures say that they score the validation split, not the test set."""
     log_probs, labels = predict_test(result)
     wrong = train.misclassified(log_probs, labels, 20)
     classes = result.test_split.classes
     paths = [out / name for name in ("curves.png", "lr.png", "misclassified.png", "confusion.png")]
+    validation = "validation" in result.config["data"]  # the history's test_* columns score that split then
+    titles = (dict(curves=f"{title}, scored on the validation split (its curves are labelled test)",
+                   wrong=f"{title}: misclassified validation images", confusion=f"{title}: validation split")
+              if validation else dict(curves=title, wrong=None, confusion=None))
     figures = [
-        plots.plot_history(result.history, title=title, save=str(paths[0])),
+        plots.plot_history(result.history, title=titles["curves"], save=str(paths[0])),
         plots.plot_lr(result.history, run=title, save=str(paths[1])),
         plots.show_misclassified(result.test_split.images[[i for i, _, _ in wrong]], [t for _, t, _ in wrong],
-                                 [p for _, _, p in wrong], classes, run=title, save=str(paths[2])),
-        plots.plot_confusion(labels.numpy(), log_probs.argmax(1).numpy(), classes, run=title, save=str(paths[3])),
+                                 [p for _, _, p in wrong], classes, run=title, title=titles["wrong"],
+                                 save=str(paths[2])),
+        plots.plot_confusion(labels.numpy(), log_probs.argmax(1).numpy(), classes, run=title,
+                             title=titles["confusion"], save=str(paths[3])),
     ]
     for fig in figures:  # saved; close them so repeated runs in one process do not pile figures up
         matplotlib.pyplot.close(fig)
@@ -448,13 +465,7 @@ def main(argv: list[str] | None = None) -> float:
         session_parser.error("--norm applies to s8 only (s9 always uses BatchNorm)")
     norm = args.norm if args.command == "s8" else "bn"
     try:
-        device = train.get_device(args.device)
-        if args.cuda_graph and device.type != "cuda":
-            raise ValueError("--cuda-graph needs a CUDA GPU (--device cuda or auto on a machine with one)")
-        if args.cuda_graph and args.compile:
-            raise ValueError("choose --cuda-graph or --compile, not both")
-        if args.cuda_graph and args.loader == "albumentations":
-            raise ValueError("--cuda-graph needs --loader device (a DataLoader's pin-memory thread breaks the capture)")
+        check_settings(train.get_device(args.device), args.loader, args.compile, args.cuda_graph, args.workers)
         given = {k: v for k, v in (("lr", args.lr), ("batch_size", args.batch_size)) if v is not None}
         recipe = recipes.recipe_with_settings(args.command, args.recipe, norm,
                                               {**given, **parse_settings(args.set)})

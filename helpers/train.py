@@ -81,7 +81,7 @@ def get_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def steps_per_batch(scheduler: LRScheduler | None) -> bool:
+def steps_every_batch(scheduler: LRScheduler | None) -> bool:
     """True for schedulers that are stepped after every batch (OneCycleLR, CyclicLR)."""
     return isinstance(scheduler, (torch.optim.lr_scheduler.OneCycleLR, torch.optim.lr_scheduler.CyclicLR))
 
@@ -526,7 +526,7 @@ def fit(model: nn.Module, train_loader: Iterable, test_loader: Iterable, optimiz
     elif resume:
         raise ValueError("resume=True needs the out_dir that holds the checkpoint")
 
-    per_batch = steps_per_batch(scheduler)
+    per_batch = steps_every_batch(scheduler)
     loss_fn = TrainingLoss(model, label_smoothing, amp, cuda_graph)  # one for all epochs: graphs are captured once
     epoch = first_epoch = len(history) + 1
     try:

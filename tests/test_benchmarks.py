@@ -482,7 +482,7 @@ def test_gpu_speed_keeps_the_other_cases_when_one_fails(tmp_path, capsys):
                         "--device", "cpu", "--json", str(out)])
     speed = json.loads(out.read_text())
     assert len(speed["rows"]) == 2 and [f["case"] for f in speed["failed"]] == ["s8/device/graph"]
-    assert "CUDA graphs need a CUDA device" in speed["failed"][0]["error"]
+    assert "CUDA graphs (--cuda-graph) need a CUDA device" in speed["failed"][0]["error"]
     assert "s8/device/graph: failed: ValueError" in capsys.readouterr().out
 
 

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from helpers import data, recipes, run, train
+from helpers import plots as plots_module
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -93,7 +94,7 @@ def test_validation_runs_score_the_last_tenth_of_the_training_images_and_say_so(
     (["s8", "--set", "augment=crop_flip"], "unknown augment 'crop_flip'"),
     (["s8", "--set", "tta=off"], "tta must be true or false, got 'off'"),
     (["s8", "--set", "lr=abc"], "the learning rate must be a positive number, got 'abc'"),
-    (["s8", "--cuda-graph", "--device", "cpu"], "--cuda-graph needs a CUDA GPU"),
+    (["s8", "--cuda-graph", "--device", "cpu"], "CUDA graphs (--cuda-graph) need a CUDA device; this run trains on cpu"),
 ])
 def test_bad_arguments_exit_with_one_line(args, message, capsys):
     with pytest.raises(SystemExit) as exit_:
@@ -357,3 +358,22 @@ def test_figures_are_scored_with_the_runs_autocast(tmp_path, watch_autocast):
     entered = watch_autocast()
     paths = run.write_figures(result, tmp_path, "s8")
     assert entered and all(enabled for _, enabled in entered) and all(p.stat().st_size > 0 for p in paths)
+
+
+def test_a_validation_runs_figures_name_the_validation_split(monkeypatch, tmp_path):
+    """write_figures titled a --validation run's figures "misclassified test images": they score the
+    validation split (the last tenth of the training images), and must say so."""
+    titles = []
+    for name in ("plot_history", "show_misclassified", "plot_confusion"):
+        draw = getattr(plots_module, name)
+        monkeypatch.setattr(plots_module, name, lambda *a, _draw=draw, **k: (titles.append(k.get("title")),
+                                                                               _draw(*a, **k))[1])
+    for validation in (True, False):
+        result = run.train_course_net("s8", "bn", "seed", epochs=1, smoke=True, device="cpu", validation=validation,
+                                      progress=False, verbose=False)
+        titles.clear()
+        run.write_figures(result, tmp_path, "s8-bn")
+        if validation:
+            assert len(titles) == 3 and all("validation" in t for t in titles), titles
+        else:  # a test-set run keeps the plots' own titles ("misclassified test images", ...)
+            assert titles == ["s8-bn", None, None]

@@ -183,7 +183,7 @@ def test_cuda_graphs_refuse_the_albumentations_loader(capsys, monkeypatch, tmp_p
     monkeypatch.chdir(tmp_path)  # if the check ever broke, the run would train into ./runs here, not in the repo
     with pytest.raises(SystemExit) as exit_:
         run.main(["s8", "--smoke", "--cuda-graph", "--loader", "albumentations", "--device", "cuda"])
-    assert exit_.value.code == 2 and "--cuda-graph needs --loader device" in capsys.readouterr().err
+    assert exit_.value.code == 2 and "CUDA graphs (--cuda-graph) need the device loader (--loader device)" in capsys.readouterr().err
 
 
 @cuda
