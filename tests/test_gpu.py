@@ -41,7 +41,8 @@ def test_a_checkpoint_moves_between_gpu_and_cpu(tmp_path, capsys, first, second)
 @cuda
 def test_interrupted_and_resumed_equals_uninterrupted_on_cuda(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)  # the same kernels in both runs
-    common = dict(epochs=3, smoke=True, device="cuda", loader="device", progress=False, verbose=False)
+    # fp32 (amp off): the two runs may differ by float rounding only, whatever bf16 would add
+    common = dict(epochs=3, smoke=True, device="cuda", loader="device", amp=False, progress=False, verbose=False)
     full = run.train_course_net("s8", "bn", "seed", out=tmp_path / "full", **common).history
     part = run.train_course_net("s8", "bn", "seed", out=tmp_path / "part", **{**common, "epochs": 2}).history
     # the seed recipe's StepLR does not depend on the total, so a 2-epoch run can be continued to 3
