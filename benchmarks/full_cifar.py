@@ -4,8 +4,8 @@ A session's 15 device minutes (start-up included) hold one 10-minute call. It ru
 the other on the same machine: the training, then (``--keep``: going on from the first) the speed phase,
 which wants the GPU to itself. In one command, because a machine left idle for 30 seconds goes back bare:
 
-    source .device/setup.sh && python benchmarks/full_cifar.py --out "$OUT" --runs s9 --budget 350 \\
-        --phases tests tune finals; python benchmarks/full_cifar.py --keep --budget 170 --out "$OUT" --phases speed
+    source .device/setup.sh && { python benchmarks/full_cifar.py --out "$OUT" --runs s9 --budget 350 \\
+        --phases tests tune finals; python benchmarks/full_cifar.py --keep --budget 170 --out "$OUT" --phases speed; }
     python benchmarks/full_cifar.py --smoke --epochs 1 --budget 120 --out /tmp/o --phases tune   # anywhere
 
 Phases, run in this order whatever order they are named in:
@@ -56,6 +56,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -453,17 +454,24 @@ def pack_checkpoints(out: Path, limit: int = CHECKPOINT_BYTES) -> None:
     yet), the S9 runs first, as many as fit in ``limit`` bytes (one file the device returns). Unpacked into
     runs/gpu and carried to the next session's call, with ``--keep`` they resume instead of starting over;
     nothing is written when no run was stopped."""
-    stopped = sorted((p for p in RUNS.rglob("checkpoint.pt") if not (p.parent / "run.json").is_file()),
-                     key=lambda p: ("s9" not in p.parent.name, str(p)))
+    earlier = RUNS / "earlier"  # make_room's: runs of other recipes, which never resume
+    stopped = sorted((p for p in RUNS.rglob("checkpoint.pt")
+                      if not (p.parent / "run.json").is_file() and earlier not in p.parents),
+                     key=lambda p: (not p.parent.name.startswith("s9"), str(p)))
+    out.mkdir(parents=True, exist_ok=True)
     tmp, size, left_out = out / "checkpoints.tar.tmp", 0, []
     with tarfile.open(tmp, "w") as tar:  # not compressed: float weights hardly shrink
         for path in stopped:
-            entry = 512 + -(-path.stat().st_size // 512) * 512  # a tar header, the file in 512-byte blocks
-            if size + entry + 10_240 > limit:  # ... and the archive's end blocks, with room to spare
+            info = tar.gettarinfo(path, arcname=str(path.relative_to(ROOT)))
+            # its headers as tar writes them (an extended one too, for the float mtime), the file in whole
+            # 512-byte blocks, and the archive's end blocks
+            entry = len(info.tobuf(tar.format, tar.encoding, tar.errors)) + -(-info.size // 512) * 512
+            if size + entry + tarfile.RECORDSIZE > limit:
                 left_out.append(path.parent.name)
                 continue
             size += entry
-            tar.add(path, arcname=str(path.relative_to(ROOT)))
+            with open(path, "rb") as f:
+                tar.addfile(info, f)
     if len(left_out) < len(stopped):
         tmp.replace(out / "checkpoints.tar")
     else:  # none stopped (or none fits): no archive, not even an earlier pack's of runs that have since ended
@@ -483,21 +491,43 @@ def build_parser() -> argparse.ArgumentParser:
                         "device call where it matters most")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--budget", type=float, default=480,
-                   help="seconds for all phases together (default 480: with setup.sh, start-up and packing, one call stays inside the device's 600-s limit)")
+                   help="seconds for all phases together (default 480: with setup.sh and packing, one plan alone "
+                        "stays inside a device call's 600 s; two plans in one call share it, e.g. 350 + 170)")
     p.add_argument("--parallel", type=int, default=12, help="runs side by side (default 12)")
     p.add_argument("--cuda-graph", choices=("auto", "on", "off"), default="auto",
                    help="train the device-loader tuning runs with --cuda-graph (the finals stay eager); auto (the "
                         "default): when this call's CUDA tests passed and its speed phase timed the graphs "
                         "faster for both sessions")
     p.add_argument("--keep", action="store_true",
-                   help="a second call on the same (still warm) machine: keep runs/gpu, count its runs as done, "
-                        "resume the runs it stopped and use the recipes the earlier call chose")
+                   help="go on from the plan before (on the same machine, or with its runs/gpu carried there): "
+                        "keep runs/gpu, count its runs as done, resume the runs it stopped and use the recipes "
+                        "it chose")
     p.add_argument("--smoke", action="store_true", help="synthetic data: a dry run of the plan")
     return p
 
 
+def _exit_on_signal(signum: int, frame) -> None:
+    """SIGTERM or SIGHUP (a time limit, a closed terminal): leave through the finally blocks, which stop the
+    plan's jobs; they run in process sessions of their own, which such a signal to this one does not reach."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    previous = {}  # the handlers to put back (signal handlers can be set in the main thread only)
+    if threading.current_thread() is threading.main_thread():
+        previous = {signum: signal.signal(signum, _exit_on_signal) for signum in (signal.SIGTERM, signal.SIGHUP)}
+    suites: list[Job] = []  # the test suites run outside run_jobs: stopped here, however the plan ends
+    try:
+        plan(args, suites)
+    finally:
+        stop_all(suites, "tests")
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def plan(args: argparse.Namespace, suites: list[Job]) -> None:
+    """The phases ``args`` name, within its budget (``main``); the test suites it starts go into ``suites``."""
     t0, out, e, smoke = time.time(), Path(args.out), args.epochs, args.smoke
     deadline = t0 + args.budget
     phases = [ph for ph in PHASES if ph in args.phases]
@@ -534,6 +564,7 @@ def main(argv: list[str] | None = None) -> None:
         for report in ("pytest.xml", "pytest-rest.xml"):
             (RUNS / report).unlink(missing_ok=True)  # never read an earlier call's report
         gpu_suite, rest_suite = test_suites()
+        suites += [gpu_suite, rest_suite]
         rest_suite.start()
         gpu_suite.start()
         # Without a speed phase nothing in this call waits for them (graphs stay off): the GPU trains beside them

@@ -239,13 +239,13 @@ def train_course_net(session: str, norm: str = "bn", recipe: str | recipes.Recip
     return result
 
 
-RUN_FILES = ("checkpoint.pt", "history.json", "run.json", "curves.png", "lr.png", "misclassified.png",
-             "confusion.png")  # what a run writes into its folder (its smoke data aside)
+RUN_FILES = ("checkpoint.pt", "history.json", "run.json")  # what train_course_net writes into its folder
 
 
 def clear_run(out: Path) -> None:
     """Delete the files an earlier run wrote into ``out`` (``RUN_FILES``): a run that replaces it and is
-    stopped in its first epoch must not leave the old checkpoint there for ``--resume`` to go on with."""
+    stopped in its first epoch must not leave the old checkpoint there for ``--resume`` to go on with.
+    (The command line's figures are drawn again when the new run ends.)"""
     for name in RUN_FILES:
         (out / name).unlink(missing_ok=True)
 
@@ -479,8 +479,7 @@ def main(argv: list[str] | None = None) -> float:
     if saved.exists() and not (args.resume or args.overwrite or (args.smoke and holds_smoke_run(saved))):
         sys.exit(f"error: {out} holds a run already: --resume goes on with it, --overwrite replaces it, "
                  "--out DIR trains into another folder")
-    if not args.resume:
-        (out / "run.json").unlink(missing_ok=True)  # the replaced run's record must not outlive it
+    started = time.time()  # a checkpoint older than this is the run that this one replaces
     try:
         result = train_course_net(args.command, norm, recipe, epochs=epochs, data_root=args.data_root, out=out,
                                   seed=args.seed, device=args.device, loader=args.loader, amp=args.amp,
@@ -494,10 +493,11 @@ def main(argv: list[str] | None = None) -> float:
     except (data.CifarDataError, train.NonFiniteLossError, train.CheckpointError) as e:
         sys.exit(f"error: {e}")
     except KeyboardInterrupt:
-        if (out / "checkpoint.pt").exists():
+        if saved.exists() and (args.resume or saved.stat().st_mtime >= started):
             print("to continue, rerun the same command with --resume", file=sys.stderr)
         else:
-            print("interrupted before the first epoch ended: nothing was saved", file=sys.stderr)
+            print("interrupted before the first epoch ended: nothing was saved"
+                  + (f" ({out} still holds the run it was to replace)" if saved.exists() else ""), file=sys.stderr)
         sys.exit(130)
     write_figures(result, out, _title(args.command, norm, recipe.name))
     history = result.history

@@ -2,6 +2,7 @@
 import json
 import shlex
 import shutil
+import signal
 import sys
 import tarfile
 import time
@@ -566,7 +567,8 @@ def test_the_results_keep_a_stopped_runs_history_and_its_checkpoint_comes_back_a
     was lost when the machine went back); a finished run's checkpoint stays behind."""
     monkeypatch.setattr(full_cifar, "ROOT", tmp_path)  # the archives name paths from the checkout's root
     stopped, s9_stopped, ended = (full_cifar.RUNS / "final" / name for name in ("s8-bn-stopped", "s9-stopped", "ended"))
-    for folder in (stopped, s9_stopped, ended):
+    other_recipe = full_cifar.RUNS / "earlier" / "final" / "s9-moved"  # make_room's: it can never resume
+    for folder in (stopped, s9_stopped, ended, other_recipe):
         folder.mkdir(parents=True)
         (folder / "history.json").write_text("[]")
         (folder / "checkpoint.pt").write_bytes(b"x" * 4000)
@@ -574,13 +576,16 @@ def test_the_results_keep_a_stopped_runs_history_and_its_checkpoint_comes_back_a
     out = tmp_path / "out"
     full_cifar.pack(out)
     assert _names(out / "results.tar.gz") == {"final/s8-bn-stopped/history.json", "final/s9-stopped/history.json",
-                                               "final/ended/history.json", "final/ended/run.json"}
+                                               "final/ended/history.json", "final/ended/run.json",
+                                               "earlier/final/s9-moved/history.json"}
     assert _names(out / "checkpoints.tar") == {"final/s8-bn-stopped/checkpoint.pt", "final/s9-stopped/checkpoint.pt"}
     with tarfile.open(out / "checkpoints.tar") as tar:
         assert tar.extractfile(tar.getmember(tar.getnames()[0])).read() == b"x" * 4000
     # no room for both in the file's limit: S9's (the longest to train again) goes first, the other is named
-    full_cifar.pack_checkpoints(out, limit=512 + 4096 + 10_240)  # a header and 8 blocks of 512 bytes fit, not two
+    one = (out / "checkpoints.tar").stat().st_size - 4000 - 512  # the archive less one file and its header
+    full_cifar.pack_checkpoints(out, limit=one)
     assert _names(out / "checkpoints.tar") == {"final/s9-stopped/checkpoint.pt"}
+    assert (out / "checkpoints.tar").stat().st_size <= one
     # once every run has ended, no archive is left, not even the one an earlier pack of this call wrote
     for folder in (stopped, s9_stopped):
         (folder / "run.json").write_text("{}")
@@ -698,6 +703,30 @@ def test_the_end_of_a_plan_stops_its_jobs_even_when_a_last_step_fails(tmp_path, 
     assert slow.finished() and slow.proc.returncode != 0
     out = capsys.readouterr().out
     assert "choose failed" in out and "select_recipes.py broke" in out and "slow: stopped at the deadline" in out
+
+
+def test_a_plan_that_fails_stops_its_test_suites(tmp_path, monkeypatch):
+    """The suites start outside run_jobs, in process sessions of their own: a plan that failed (or was sent
+    SIGTERM) used to leave them running, into the next plan's speed phase."""
+    slow = [full_cifar.Job(name, [sys.executable, "-c", "import time; time.sleep(60)"]) for name in ("gpu", "rest")]
+    monkeypatch.setattr(full_cifar, "test_suites", lambda: tuple(slow))
+
+    handlers = []
+
+    def broken(*args, **kwargs):
+        handlers.append(signal.getsignal(signal.SIGTERM))
+        raise RuntimeError("the plan broke")
+    monkeypatch.setattr(full_cifar, "tune_jobs", broken)
+    monkeypatch.setattr(full_cifar, "pack", lambda *a, **k: None)
+    before, start = signal.getsignal(signal.SIGTERM), time.time()
+    with pytest.raises(RuntimeError, match="the plan broke"):
+        full_cifar.main(["--smoke", "--out", str(tmp_path / "out"), "--runs", "s9", "--phases", "tests", "tune"])
+    assert all(job.finished() and job.proc.returncode != 0 for job in slow) and time.time() - start < 30
+    # during the plan SIGTERM leaves through the finally blocks; afterwards the handler is what it was
+    assert handlers == [full_cifar._exit_on_signal] and signal.getsignal(signal.SIGTERM) == before
+    with pytest.raises(SystemExit) as exit_:
+        full_cifar._exit_on_signal(signal.SIGTERM, None)
+    assert exit_.value.code == 128 + signal.SIGTERM
 
 
 def test_full_cifar_trains_beside_the_cuda_tests_when_no_speed_phase_waits_for_them(tmp_path, monkeypatch):
@@ -954,3 +983,17 @@ def test_full_cifar_starts_the_notebooks_only_when_they_can_finish(capsys):
     assert names == ["notebook/s9_advanced_convolutions", "notebook/s8_normalization"]
     smoke = full_cifar.notebook_jobs(time.time() + 10, smoke=True)  # synthetic data: seconds
     assert len(smoke) == 2 and all(j.env == {"SMOKE_TEST": "1"} for j in smoke)
+
+
+def test_the_checkpoints_archive_keeps_to_its_limit_with_many_files(tmp_path, monkeypatch):
+    """The archive's size was counted without tar's extended headers (about 1 KB a file): with many small
+    checkpoints it came out larger than the limit it was packed to."""
+    monkeypatch.setattr(full_cifar, "ROOT", tmp_path)
+    for i in range(40):
+        folder = full_cifar.RUNS / "tune" / f"s8-bn-candidate{i:02d}"
+        folder.mkdir(parents=True)
+        (folder / "checkpoint.pt").write_bytes(b"x" * 4000)
+    limit = 100_000
+    full_cifar.pack_checkpoints(tmp_path / "out", limit=limit)
+    size, packed = (tmp_path / "out" / "checkpoints.tar").stat().st_size, _names(tmp_path / "out" / "checkpoints.tar")
+    assert size <= limit and 10 < len(packed) < 40  # as many as fit, and no more

@@ -257,9 +257,9 @@ def test_a_new_run_never_silently_replaces_a_saved_one(tmp_path, monkeypatch):
     assert message.startswith(f"error: {out} holds a run already") and "--overwrite" in message
     assert started == [] and (out / "checkpoint.pt").read_bytes() == b"an hour of training"
     assert (out / "run.json").is_file()
-    with pytest.raises(SystemExit) as exit_:  # asked for: trains, and the old record goes at once
+    with pytest.raises(SystemExit) as exit_:  # asked for: it trains (the old run goes once the data is in)
         run.main(["s8", "--seed", "2", "--out", str(out), "--no-progress", "--overwrite"])
-    assert exit_.value.code == 130 and started == [2] and not (out / "run.json").exists()
+    assert exit_.value.code == 130 and started == [2]
 
 
 def test_a_smoke_run_never_replaces_a_real_one(tmp_path):
@@ -280,7 +280,7 @@ def test_a_replaced_run_is_gone_once_the_new_one_has_its_data(tmp_path, monkeypa
     history and figures behind, and `--resume`, as the Ctrl-C message advises, went on with the old run."""
     out = tmp_path / "r"
     _checkpoint(out / "checkpoint.pt", "synthetic: 512 train / 256 test images")
-    for name in ("history.json", "run.json", "curves.png"):
+    for name in ("history.json", "run.json"):
         (out / name).write_text("the old run")
 
     def stopped_in_epoch_1(*args, **kwargs):
@@ -291,6 +291,23 @@ def test_a_replaced_run_is_gone_once_the_new_one_has_its_data(tmp_path, monkeypa
         run.main(["s8", "--smoke", "--out", str(out), "--no-progress", "--device", "cpu", "--overwrite"])
     assert exit_.value.code == 130 and "nothing was saved" in capsys.readouterr().err
     assert not any((out / name).exists() for name in run.RUN_FILES)
+
+
+def test_a_run_to_replace_stays_whole_when_the_new_runs_data_does_not_load(tmp_path, monkeypatch):
+    """--overwrite used to delete the old run's record before the data was there: a mistyped --data-root
+    then left a run without its run.json, and nothing trained in its place."""
+    import torchvision.datasets.utils as tv_utils
+
+    def offline(url, download_root, *args, **kwargs):
+        raise urllib.error.URLError("no network")
+    monkeypatch.setattr(tv_utils, "download_and_extract_archive", offline)
+    out = tmp_path / "r"
+    _checkpoint(out / "checkpoint.pt", "CIFAR-10: 50000 train / 10000 test images")
+    (out / "run.json").write_text("the old run")
+    with pytest.raises(SystemExit) as exit_:
+        run.main(["s8", "--data-root", str(tmp_path / "nowhere"), "--out", str(out), "--overwrite", "--no-progress"])
+    assert str(exit_.value.code).startswith("error: CIFAR-10 not found under")
+    assert (out / "checkpoint.pt").is_file() and (out / "run.json").read_text() == "the old run"
 
 
 def test_a_file_that_is_not_a_runs_checkpoint_is_one_line_on_resume(tmp_path):
@@ -330,14 +347,22 @@ def test_ctrl_c_says_whether_an_epoch_was_saved(tmp_path, monkeypatch, capsys):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(run, "train_course_net", interrupted)
+    def interrupted_after_an_epoch(*args, **kwargs):
+        _checkpoint(out / "checkpoint.pt", "synthetic: 512 train / 256 test images")  # epoch 1 saved
+        raise KeyboardInterrupt
+
     out = tmp_path / "out"
-    for saved, message in ((False, "nothing was saved"), (True, "to continue, rerun the same command with --resume")):
-        if saved:
-            _checkpoint(out / "checkpoint.pt", "synthetic: 512 train / 256 test images")
+    for stand_in, message in ((interrupted, "nothing was saved"),
+                              (interrupted_after_an_epoch, "to continue, rerun the same command with --resume"),
+                              # the earlier run's checkpoint is not this run's: --resume would go on with that one
+                              (interrupted, f"nothing was saved ({out} still holds the run it was to replace)")):
+        monkeypatch.setattr(run, "train_course_net", stand_in)
         with pytest.raises(SystemExit) as exit_:
-            run.main(["s8", "--smoke", "--out", str(out), "--no-progress"])
+            run.main(["s8", "--smoke", "--out", str(out), "--no-progress", "--overwrite"])
         assert exit_.value.code == 130 and message in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:  # resuming, the checkpoint there is the run's own
+        run.main(["s8", "--smoke", "--out", str(out), "--no-progress", "--resume"])
+    assert exit_.value.code == 130 and "to continue" in capsys.readouterr().err
 
 
 def test_a_smoke_run_without_a_folder_leaves_no_files_behind(tmp_path, monkeypatch):

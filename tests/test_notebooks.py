@@ -160,9 +160,9 @@ def test_the_readme_says_which_kind_of_run_each_notebook_holds(name):
     smoke = "synthetic smoke-test images" in provenance[0]
     session = name[1]
     readme = " ".join((ROOT / "README.md").read_text().split())
-    said = (f"the Session {session} notebook holds a smoke run" if smoke
-            else f"the Session {session} notebook holds a run on full CIFAR-10")
-    assert said.lower() in readme.lower(), f"README.md should say: {said}"
+    said, unsaid = (f"the Session {session} notebook holds a smoke run",
+                    f"the Session {session} notebook holds a run on full CIFAR-10")[::1 if smoke else -1]
+    assert said.lower() in readme.lower() and unsaid.lower() not in readme.lower(), f"README.md should say: {said}"
 
 
 # --------------------------------------------------------------------------- the Colab setup cell
