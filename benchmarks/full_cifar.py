@@ -252,8 +252,11 @@ def make_room(out: Path, run: tuple) -> None:
         if is_done([json.loads((out / "run.json").read_text())], *run):
             return
     elif (out / "checkpoint.pt").is_file():
-        saved = (train.load_checkpoint(out / "checkpoint.pt").get("config") or {}).get("recipe")
-        if saved is None or sel.made_with(saved, run[2]):
+        try:
+            saved = (train.load_checkpoint(out / "checkpoint.pt").get("config") or {}).get("recipe")
+        except train.CheckpointError:  # damaged or foreign: moved aside, and the run starts afresh
+            saved = False
+        if saved is None or (saved and sel.made_with(saved, run[2])):
             return  # this very run, stopped at an earlier deadline: it resumes
     else:
         return

@@ -812,7 +812,10 @@ def test_full_cifar_moves_an_earlier_calls_run_of_another_recipe_out_of_the_way(
                          ("s8-ln-pctstart0.15", recipes.recipe_with_settings(  # and this very one
                              "s8", "tuned", "ln", {"pct_start": 0.15}).as_dict())):
         (runs / "tune" / name).mkdir(parents=True)
-        torch.save({"config": {"recipe": recipe}}, runs / "tune" / name / "checkpoint.pt")
+        torch.save({"config": {"recipe": recipe}, "model": {}, "optimizer": {}, "history": [],
+                    "rng_cpu": torch.get_rng_state()}, runs / "tune" / name / "checkpoint.pt")
+    (runs / "tune" / "s8-ln-lr0.05").mkdir(parents=True)  # a checkpoint that does not load: out of the way too
+    (runs / "tune" / "s8-ln-lr0.05" / "checkpoint.pt").write_bytes(b"cut off")
     jobs = full_cifar.tune_jobs([], 20, runs=("s8-ln",), resume=True)
     assert {"tune/s8-ln-lr0.02", "tune/s8-ln-weightdecay0.002"} <= {j.name for j in jobs}
     earlier = runs / "earlier" / "tune"
@@ -821,6 +824,7 @@ def test_full_cifar_moves_an_earlier_calls_run_of_another_recipe_out_of_the_way(
     assert not (runs / "tune" / "s8-ln-weightdecay0.002").exists()
     assert (runs / "tune" / "s8-ln-base" / "run.json").is_file()  # this run itself stays
     assert (runs / "tune" / "s8-ln-pctstart0.15" / "checkpoint.pt").is_file()  # and resumes
+    assert (earlier / "s8-ln-lr0.05" / "checkpoint.pt").read_bytes() == b"cut off"
     assert "tune/s8-ln-pctstart0.15" in [j.name for j in jobs]
 
 
