@@ -254,9 +254,10 @@ def make_room(out: Path, run: tuple) -> None:
     elif (out / "checkpoint.pt").is_file():
         try:
             saved = (train.load_checkpoint(out / "checkpoint.pt").get("config") or {}).get("recipe")
+            resumes = saved is None or sel.made_with(saved, run[2])
         except train.CheckpointError:  # damaged or foreign: moved aside, and the run starts afresh
-            saved = False
-        if saved is None or (saved and sel.made_with(saved, run[2])):
+            resumes = False
+        if resumes:
             return  # this very run, stopped at an earlier deadline: it resumes
     else:
         return

@@ -219,7 +219,7 @@ def train_course_net(session: str, norm: str = "bn", recipe: str | recipes.Recip
     # the epochs a resumed run takes over: their wall times count towards the run's (their processes' set-up,
     # which the checkpoint does not record, does not)
     state = train.load_checkpoint(checkpoint) if resume and checkpoint is not None and checkpoint.is_file() else {}
-    earlier = state.get("history", []) if isinstance(state, dict) else []  # fit says what is wrong with any other
+    earlier = state.get("history", [])  # (load_checkpoint refuses a file that is not fit's checkpoint)
     p = prepare_run(session, norm, recipe, epochs=epochs, data_root=data_root, out=out, seed=seed, device=device,
                     loader=loader, amp=amp, compile=compile, cuda_graph=cuda_graph, workers=workers, smoke=smoke,
                     validation=validation, verbose=verbose, **overrides)
