@@ -89,16 +89,18 @@ def make_loaders(recipe: recipes.Recipe, train_split: data.CifarSplit, test_spli
 
 
 def run_config(session: str, norm: str, recipe: recipes.Recipe, seed: int, loader: str, epochs: int,
-               train_split: data.CifarSplit, test_split: data.CifarSplit, smoke: bool, validation: bool) -> dict:
+               train_split: data.CifarSplit, test_split: data.CifarSplit, smoke: bool, validation: bool,
+               amp: bool = False) -> dict:
     """What makes two runs the same run: ``--resume`` refuses a checkpoint saved with other settings.
 
     OneCycle fits its schedule to the total epochs, so for it the epochs belong to the run;
-    a step or plateau schedule can be continued for more epochs.
+    a step or plateau schedule can be continued for more epochs. bf16 autocast (``amp``) changes
+    every step's arithmetic, so a run goes on with the autocast it started with.
     """
     kind = "synthetic" if smoke else "CIFAR-10"
     test_name = "validation (last 10 % of train)" if validation else "test"
     return {"session": session, "norm": norm if session == "s8" else None, "recipe": recipe.as_dict(),
-            "seed": seed, "loader": loader,
+            "seed": seed, "loader": loader, "amp": amp,
             "onecycle_epochs": epochs if recipe.schedule == "onecycle" else None,
             # the data by its size, not its folder: a run may move between machines
             "data": f"{kind}: {len(train_split)} train / {len(test_split)} {test_name} images"}
@@ -180,7 +182,8 @@ def prepare_run(session: str, norm: str = "bn", recipe: str | recipes.Recipe = "
             data_root = data.write_synthetic_cifar(folder or Path(out) / "smoke-data", 512, 256, seed=seed).parent
         train_split, test_split = load_splits(data_root, validation)
     mean, std = data.mean_std(train_split.images)
-    config = run_config(session, norm, recipe, seed, loader, epochs, train_split, test_split, smoke, validation)
+    config = run_config(session, norm, recipe, seed, loader, epochs, train_split, test_split, smoke, validation,
+                        amp)
     if verbose:
         tag = f"{session}-{norm}" if session == "s8" else session
         print(f"{tag}, recipe {recipe.name}: {config['data'].split(': ', 1)[1]}, "
@@ -208,11 +211,11 @@ def train_course_net(session: str, norm: str = "bn", recipe: str | recipes.Recip
     ``recipe`` is a name ("seed", "tuned") or a Recipe; ``overrides`` change its fields (lr=0.05).
     ``loader="auto"`` keeps data and augmentation on the GPU (helpers.device_data) when training on
     CUDA and uses the taught albumentations DataLoader elsewhere. ``amp`` (bf16 autocast; default
-    on CUDA GPUs with bf16 in hardware: ``train.bf16_is_native``) is used for training, evaluation
-    and the figures alike. ``cuda_graph`` (CUDA only) replays each training step's forward and
-    backward as CUDA graphs. ``smoke`` trains on tiny synthetic data; ``validation`` scores on the
-    last 10 % of the training images instead of the test batch (for tuning). ``out`` writes the
-    checkpoint, history.json and run.json there.
+    on CUDA GPUs with bf16 in hardware: ``train.bf16_is_native``, and for ``resume`` the saved run's
+    setting) is used for training, evaluation and the figures alike. ``cuda_graph`` (CUDA only)
+    replays each training step's forward and backward as CUDA graphs. ``smoke`` trains on tiny
+    synthetic data; ``validation`` scores on the last 10 % of the training images instead of the
+    test batch (for tuning). ``out`` writes the checkpoint, history.json and run.json there.
     """
     start = time.perf_counter()
     checkpoint = None if out is None else Path(out) / "checkpoint.pt"
@@ -220,6 +223,9 @@ def train_course_net(session: str, norm: str = "bn", recipe: str | recipes.Recip
     # which the checkpoint does not record, does not)
     state = train.load_checkpoint(checkpoint) if resume and checkpoint is not None and checkpoint.is_file() else {}
     earlier = state.get("history", [])  # (load_checkpoint refuses a file that is not fit's checkpoint)
+    saved_amp = (state.get("config") or {}).get("amp")
+    if amp is None and saved_amp is not None:  # not chosen: go on as the run was trained (Colab's GPU may differ)
+        amp = saved_amp
     p = prepare_run(session, norm, recipe, epochs=epochs, data_root=data_root, out=out, seed=seed, device=device,
                     loader=loader, amp=amp, compile=compile, cuda_graph=cuda_graph, workers=workers, smoke=smoke,
                     validation=validation, verbose=verbose, **overrides)
@@ -229,7 +235,8 @@ def train_course_net(session: str, norm: str = "bn", recipe: str | recipes.Recip
                         label_smoothing=p.recipe.label_smoothing, ema_decay=p.recipe.ema_decay, tta=p.recipe.tta,
                         amp=p.amp, out_dir=None if out is None else str(out), resume=resume, progress=progress,
                         verbose=verbose, config=p.config, cuda_graph=p.cuda_graph, tta_shift=p.recipe.tta_shift,
-                        config_defaults={"recipe": recipes.field_defaults()},
+                        # a checkpoint saved before the config held amp resumes under either setting
+                        config_defaults={"recipe": recipes.field_defaults(), "amp": p.amp},
                         scored_on="validation" if validation else "test")
     result = RunResult(**vars(p), history=history, out=None if out is None else Path(out),
                        seconds=time.perf_counter() - start + sum(h["seconds"] for h in earlier),
@@ -382,7 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "device; auto (the default): device on CUDA, else albumentations")
     common.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                         help="bf16 autocast for training, evaluation and figures (default: on with a CUDA GPU that has "
-                             "bf16 in hardware, compute capability 8.0+; off on a T4 or V100)")
+                             "bf16 in hardware, compute capability 8.0+; off on a T4 or V100; with --resume: as "
+                             "the saved run)")
     common.add_argument("--compile", action="store_true", help="torch.compile the model")
     common.add_argument("--cuda-graph", action="store_true",
                         help="replay each training step's forward and backward as CUDA graphs (CUDA only): "
@@ -430,7 +438,7 @@ def redraw_figures(run_dir: Path, data_root: str | None, device: str) -> list[Pa
               file=sys.stderr)
     p = prepare_run(config["session"], config["norm"] or "bn", recipes.Recipe(**config["recipe"]),
                     epochs=config.get("onecycle_epochs") or 1, data_root=data_root, out=run_dir, seed=config["seed"],
-                    device=device, loader=config["loader"], workers=0, smoke=smoke,
+                    device=device, loader=config["loader"], amp=config.get("amp"), workers=0, smoke=smoke,
                     validation="validation" in config["data"], verbose=False)
     if p.config["data"] != config["data"]:  # figures of other images would be silently wrong
         raise ValueError(f"{run_dir} was trained on {config['data']}, but the data found now is "
@@ -488,8 +496,10 @@ def main(argv: list[str] | None = None) -> float:
                                   validation=args.validation, resume=args.resume, progress=not args.no_progress)
     except train.CheckpointMismatchError as e:
         longer = any(c.startswith("onecycle_epochs:") for c in e.changes)  # set on purpose, to go on longer
+        autocast = any(c.startswith("amp:") for c in e.changes)  # --amp / --no-amp given against the saved run
         sys.exit(f"error: {e}" + ("; a one-cycle schedule is fitted to the run's length, so the run cannot be "
-                                  "made longer: --overwrite trains it again with the new --epochs" if longer else ""))
+                                  "made longer: --overwrite trains it again with the new --epochs" if longer else "")
+                 + ("; leave out --amp / --no-amp to go on with the saved run's autocast" if autocast else ""))
     except (data.CifarDataError, train.NonFiniteLossError, train.CheckpointError) as e:
         sys.exit(f"error: {e}")
     except KeyboardInterrupt:

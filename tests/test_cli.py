@@ -194,6 +194,28 @@ def test_a_checkpoint_saved_before_a_recipe_field_existed_resumes_while_the_fiel
     assert len(json.loads((out / "history.json").read_text())) == 2
 
 
+def test_a_resumed_run_keeps_its_autocast_unless_told_otherwise(tmp_path, capsys):
+    """A run started with bf16 autocast and resumed on a machine whose default differs (Colab hands out a T4 one
+    day, an A100 the next) goes on with the autocast it was trained with; asking for the other one is refused
+    in one line that says how to go on; a checkpoint from before the config recorded autocast resumes."""
+    out = tmp_path / "r"
+    base = ["s8", "--smoke", "--out", str(out), "--no-progress", "--device", "cpu"]
+    run.main(base + ["--epochs", "1", "--amp"])  # the CPU's default is off
+    assert train.load_checkpoint(out / "checkpoint.pt")["config"]["amp"] is True
+    with pytest.raises(SystemExit) as exit_:
+        run.main(base + ["--epochs", "2", "--resume", "--no-amp"])
+    message = str(exit_.value.code)
+    assert "amp: True -> False" in message and "leave out --amp / --no-amp" in message and "\n" not in message
+    run.main(base + ["--epochs", "2", "--resume"])
+    record = json.loads((out / "run.json").read_text())
+    assert record["amp"] is True and record["config"]["amp"] is True and len(record["history"]) == 2
+    state = train.load_checkpoint(out / "checkpoint.pt")
+    del state["config"]["amp"]  # as the code saved it before the config held autocast
+    torch.save(state, out / "checkpoint.pt")
+    run.main(base + ["--epochs", "3", "--resume", "--no-amp"])
+    assert json.loads((out / "run.json").read_text())["config"]["amp"] is False
+
+
 def test_resuming_a_one_cycle_run_with_more_epochs_is_refused_in_one_line(tmp_path):
     base = ["s8", "--smoke", "--recipe", "tuned", "--out", str(tmp_path / "r"), "--no-progress", "--device", "cpu"]
     run.main(base + ["--epochs", "1"])
