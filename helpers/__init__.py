@@ -2,8 +2,8 @@
 
 One module per concept, each usable on its own:
 
-* ``data``        CIFAR-10 files (safe loading, validation, synthetic data), statistics,
-                  albumentations pipelines, datasets and loaders
+* ``data``        CIFAR-10 files (safe loading, checks, synthetic data), the validation split,
+                  statistics, albumentations pipelines, datasets and loaders
 * ``device_data`` the fast path: dataset and batched augmentation on the device
 * ``models``      the S8 and S9 networks
 * ``rf``          receptive-field tables

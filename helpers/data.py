@@ -9,6 +9,7 @@ batches. This module
   code, and checks their structure, also for course subsets and copies that are
   not the official files (torchvision's md5 check rejects those);
 * writes small synthetic datasets in exactly the same layout, for tests;
+* holds out the last tenth of the training images as a validation split;
 * builds the albumentations pipelines of Session 8 and Session 9 and the
   DataLoaders that feed them.
 
@@ -370,6 +371,17 @@ def load_cifar10(root: str | os.PathLike | None = None, train: bool = True,
                              "the CIFAR-10 folder is incomplete.")
     parts = [_read_batch(f) for f in files]
     return CifarSplit(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), classes)
+
+
+def split_validation(split: CifarSplit, fraction: float = 0.1) -> tuple[CifarSplit, CifarSplit]:
+    """(train, validation): the last ``fraction`` of ``split`` held out (5,000 of CIFAR-10's 50,000
+    training images), for choosing settings without looking at the test batch."""
+    n_val = int(round(len(split) * fraction))
+    if not 0 < n_val < len(split):
+        raise ValueError(f"cannot hold out {fraction:.0%} of {len(split)} images")
+    cut = len(split) - n_val
+    return (CifarSplit(split.images[:cut], split.labels[:cut], split.classes),
+            CifarSplit(split.images[cut:], split.labels[cut:], split.classes))
 
 
 def write_synthetic_cifar(root: str | os.PathLike, n_train: int = 500, n_test: int = 100,

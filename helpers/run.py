@@ -49,22 +49,12 @@ def hardware_name(device: torch.device) -> str:
     return f"CPU ({platform.machine()}, {threads} thread{'s' if threads > 1 else ''})"
 
 
-def split_validation(split: data.CifarSplit, fraction: float = 0.1) -> tuple[data.CifarSplit, data.CifarSplit]:
-    """Hold out the last ``fraction`` of the training images (5,000 of CIFAR-10's 50,000) for validation."""
-    n_val = int(round(len(split) * fraction))
-    if not 0 < n_val < len(split):
-        raise ValueError(f"cannot hold out {fraction:.0%} of {len(split)} images")
-    cut = len(split) - n_val
-    return (data.CifarSplit(split.images[:cut], split.labels[:cut], split.classes),
-            data.CifarSplit(split.images[cut:], split.labels[cut:], split.classes))
-
-
 def load_splits(data_root: str | os.PathLike | None,
                 validation: bool = False) -> tuple[data.CifarSplit, data.CifarSplit]:
     """(train, test) splits; with ``validation`` the test split is the last 10 % of the training images."""
     train_split = data.load_cifar10(data_root, train=True)
     if validation:
-        return split_validation(train_split)
+        return data.split_validation(train_split)
     return train_split, data.load_cifar10(data_root, train=False)
 
 

@@ -419,14 +419,6 @@ def test_settings_parse_to_recipe_values():
         tune.parse_settings(["lr"])
 
 
-def test_validation_split_holds_out_the_last_tenth():
-    from helpers import data
-    import numpy as np
-    split = data.CifarSplit(np.zeros((50, 32, 32, 3), np.uint8), np.arange(50) % 10, list(data.CLASS_NAMES))
-    train_split, val_split = run.split_validation(split)
-    assert (len(train_split), len(val_split)) == (45, 5) and list(val_split.labels) == [5, 6, 7, 8, 9]
-
-
 def test_a_tuning_run_goes_through_the_wiring_and_logs_one_line(cifar_root, tmp_path):
     log = tmp_path / "tuning.jsonl"
     result = tune.main(["s8", "--epochs", "2", "--set", "batch_size=32", "--data-root", str(cifar_root),

@@ -28,6 +28,15 @@ def test_synthetic_data_round_trips_through_the_loader(cifar_root, splits):
     np.testing.assert_array_equal(raw["data"][0].reshape(3, 32, 32).transpose(1, 2, 0), train.images[0])
 
 
+def test_validation_split_holds_out_the_last_tenth():
+    split = data.CifarSplit(np.zeros((50, 32, 32, 3), np.uint8), np.arange(50) % 10, list(data.CLASS_NAMES))
+    train_split, val_split = data.split_validation(split)
+    assert (len(train_split), len(val_split)) == (45, 5) and list(val_split.labels) == [5, 6, 7, 8, 9]
+    assert list(train_split.labels[-5:]) == [0, 1, 2, 3, 4] and train_split.classes == split.classes
+    with pytest.raises(ValueError, match="cannot hold out 10% of 3 images"):  # nothing left to hold out
+        data.split_validation(data.CifarSplit(split.images[:3], split.labels[:3], split.classes))
+
+
 def test_same_seed_writes_the_same_data(tmp_path):
     a = data.write_synthetic_cifar(tmp_path / "a", 64, 16, seed=3)
     b = data.write_synthetic_cifar(tmp_path / "b", 64, 16, seed=3)
