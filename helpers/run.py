@@ -79,8 +79,8 @@ def make_loaders(recipe: recipes.Recipe, train_split: data.CifarSplit, test_spli
 
 
 def run_config(session: str, norm: str, recipe: recipes.Recipe, seed: int, loader: str, epochs: int,
-               train_split: data.CifarSplit, test_split: data.CifarSplit, smoke: bool, validation: bool,
-               amp: bool = False) -> dict:
+               train_split: data.CifarSplit, test_split: data.CifarSplit, smoke: bool, validation: bool, *,
+               amp: bool) -> dict:
     """What makes two runs the same run: ``--resume`` refuses a checkpoint saved with other settings.
 
     OneCycle fits its schedule to the total epochs, so for it the epochs belong to the run;
@@ -173,7 +173,7 @@ def prepare_run(session: str, norm: str = "bn", recipe: str | recipes.Recipe = "
         train_split, test_split = load_splits(data_root, validation)
     mean, std = data.mean_std(train_split.images)
     config = run_config(session, norm, recipe, seed, loader, epochs, train_split, test_split, smoke, validation,
-                        amp)
+                        amp=amp)
     if verbose:
         tag = f"{session}-{norm}" if session == "s8" else session
         print(f"{tag}, recipe {recipe.name}: {config['data'].split(': ', 1)[1]}, "
@@ -216,6 +216,9 @@ def train_course_net(session: str, norm: str = "bn", recipe: str | recipes.Recip
     saved_amp = (state.get("config") or {}).get("amp")
     if amp is None and saved_amp is not None:  # not chosen: go on as the run was trained (Colab's GPU may differ)
         amp = saved_amp
+        if verbose and amp != train.bf16_is_native(train.get_device(device)):
+            print(f"the saved run trained {'with' if amp else 'without'} bf16 autocast and goes on so"
+                  + (" (this device has no bf16 in hardware: slower)" if amp else ""))
     p = prepare_run(session, norm, recipe, epochs=epochs, data_root=data_root, out=out, seed=seed, device=device,
                     loader=loader, amp=amp, compile=compile, cuda_graph=cuda_graph, workers=workers, smoke=smoke,
                     validation=validation, verbose=verbose, **overrides)
@@ -428,7 +431,8 @@ def redraw_figures(run_dir: Path, data_root: str | None, device: str) -> list[Pa
               file=sys.stderr)
     p = prepare_run(config["session"], config["norm"] or "bn", recipes.Recipe(**config["recipe"]),
                     epochs=config.get("onecycle_epochs") or 1, data_root=data_root, out=run_dir, seed=config["seed"],
-                    device=device, loader=config["loader"], amp=config.get("amp"), workers=0, smoke=smoke,
+                    device=device, loader=config["loader"], amp=config.get("amp", _recorded_amp(run_dir)),
+                    workers=0, smoke=smoke,
                     validation="validation" in config["data"], verbose=False)
     if p.config["data"] != config["data"]:  # figures of other images would be silently wrong
         raise ValueError(f"{run_dir} was trained on {config['data']}, but the data found now is "
@@ -439,6 +443,14 @@ def redraw_figures(run_dir: Path, data_root: str | None, device: str) -> list[Pa
     p.model.load_state_dict(weights)
     result = RunResult(**vars(p), history=state["history"], out=run_dir, seconds=0.0)
     return write_figures(result, run_dir, _title(config["session"], config["norm"], p.recipe.name))
+
+
+def _recorded_amp(run_dir: Path) -> bool | None:
+    """The autocast run.json records for a finished run (its checkpoint's config held none before it did)."""
+    try:
+        return json.loads((run_dir / "run.json").read_text()).get("amp")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _title(session: str, norm: str | None, recipe_name: str) -> str:
@@ -489,7 +501,8 @@ def main(argv: list[str] | None = None) -> float:
         autocast = any(c.startswith("amp:") for c in e.changes)  # --amp / --no-amp given against the saved run
         sys.exit(f"error: {e}" + ("; a one-cycle schedule is fitted to the run's length, so the run cannot be "
                                   "made longer: --overwrite trains it again with the new --epochs" if longer else "")
-                 + ("; leave out --amp / --no-amp to go on with the saved run's autocast" if autocast else ""))
+                 + ("; leave out --amp / --no-amp to go on with the saved run's autocast, or --overwrite to "
+                    "train it again with the other" if autocast else ""))
     except (data.CifarDataError, train.NonFiniteLossError, train.CheckpointError) as e:
         sys.exit(f"error: {e}")
     except KeyboardInterrupt:

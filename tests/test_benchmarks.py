@@ -13,7 +13,7 @@ import torch
 
 from benchmarks import full_cifar, gpu_speed, select_recipes, tune
 from benchmarks import recipes as recipes_benchmark
-from helpers import recipes, run
+from helpers import recipes
 
 ROOT = Path(__file__).resolve().parents[1]
 

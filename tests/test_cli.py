@@ -194,10 +194,11 @@ def test_a_checkpoint_saved_before_a_recipe_field_existed_resumes_while_the_fiel
     assert len(json.loads((out / "history.json").read_text())) == 2
 
 
-def test_a_resumed_run_keeps_its_autocast_unless_told_otherwise(tmp_path, capsys):
+def test_a_resumed_run_keeps_its_autocast_unless_told_otherwise(tmp_path, capsys, watch_autocast):
     """A run started with bf16 autocast and resumed on a machine whose default differs (Colab hands out a T4 one
-    day, an A100 the next) goes on with the autocast it was trained with; asking for the other one is refused
-    in one line that says how to go on; a checkpoint from before the config recorded autocast resumes."""
+    day, an A100 the next) goes on with the autocast it was trained with, and says so; asking for the other one
+    is refused in one line that says how to go on; a checkpoint from before the config recorded autocast
+    resumes, and its figures are redrawn with the autocast run.json recorded."""
     out = tmp_path / "r"
     base = ["s8", "--smoke", "--out", str(out), "--no-progress", "--device", "cpu"]
     run.main(base + ["--epochs", "1", "--amp"])  # the CPU's default is off
@@ -206,12 +207,17 @@ def test_a_resumed_run_keeps_its_autocast_unless_told_otherwise(tmp_path, capsys
         run.main(base + ["--epochs", "2", "--resume", "--no-amp"])
     message = str(exit_.value.code)
     assert "amp: True -> False" in message and "leave out --amp / --no-amp" in message and "\n" not in message
+    capsys.readouterr()
     run.main(base + ["--epochs", "2", "--resume"])
+    assert "trained with bf16 autocast and goes on so" in capsys.readouterr().out
     record = json.loads((out / "run.json").read_text())
     assert record["amp"] is True and record["config"]["amp"] is True and len(record["history"]) == 2
     state = train.load_checkpoint(out / "checkpoint.pt")
     del state["config"]["amp"]  # as the code saved it before the config held autocast
     torch.save(state, out / "checkpoint.pt")
+    entered = watch_autocast()
+    run.redraw_figures(out, None, "cpu")
+    assert entered and all(enabled for _, enabled in entered)  # run.json's amp, not the CPU's default
     run.main(base + ["--epochs", "3", "--resume", "--no-amp"])
     assert json.loads((out / "run.json").read_text())["config"]["amp"] is False
 

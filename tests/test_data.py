@@ -33,7 +33,7 @@ def test_validation_split_holds_out_the_last_tenth():
     train_split, val_split = data.split_validation(split)
     assert (len(train_split), len(val_split)) == (45, 5) and list(val_split.labels) == [5, 6, 7, 8, 9]
     assert list(train_split.labels[-5:]) == [0, 1, 2, 3, 4] and train_split.classes == split.classes
-    with pytest.raises(ValueError, match="cannot hold out 10% of 3 images"):  # nothing left to hold out
+    with pytest.raises(ValueError, match="cannot hold out 10% of 3 images"):  # a tenth of 3 images rounds to none
         data.split_validation(data.CifarSplit(split.images[:3], split.labels[:3], split.classes))
 
 
