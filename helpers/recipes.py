@@ -103,7 +103,7 @@ _SEED = {
 # The tuned values, chosen on a validation split (benchmarks/select_recipes.py rewrites this block).
 # BEGIN TUNED
 _TUNED = {
-    "s8-bn": dict(lr=0.2, batch_size=256, weight_decay=0.0005, dropout=0.0, augment="crop-flip", label_smoothing=0.0, tta_shift=1, pct_start=0.15, anneal="linear", momentum=0.85),
+    "s8-bn": dict(lr=0.2, batch_size=256, weight_decay=0.001, dropout=0.0, augment="crop-flip", label_smoothing=0.0, tta_shift=1, pct_start=0.15, anneal="linear", momentum=0.85),
     "s8-ln": dict(lr=0.025, batch_size=64, weight_decay=0.001, dropout=0.0, augment="crop-flip", label_smoothing=0.0, tta_shift=1, bias_decay=False, pct_start=0.15, anneal="linear"),
     "s8-gn": dict(lr=0.1, batch_size=128, weight_decay=0.0005, dropout=0.0, augment="flip", label_smoothing=0.1, tta_shift=1),
     "s9": dict(lr=0.1, batch_size=128, weight_decay=0.0005, dropout=0.0, augment="crop-flip", label_smoothing=0.1),
