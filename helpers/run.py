@@ -214,14 +214,13 @@ def train_course_net(session: str, norm: str = "bn", recipe: str | recipes.Recip
     state = train.load_checkpoint(checkpoint) if resume and checkpoint is not None and checkpoint.is_file() else {}
     earlier = state.get("history", [])  # (load_checkpoint refuses a file that is not fit's checkpoint)
     saved_amp = (state.get("config") or {}).get("amp")
-    if amp is None and saved_amp is not None:  # not chosen: go on as the run was trained (Colab's GPU may differ)
-        amp = saved_amp
-        if verbose and amp != train.bf16_is_native(train.get_device(device)):
-            print(f"the saved run trained {'with' if amp else 'without'} bf16 autocast and goes on so"
-                  + (" (this device has no bf16 in hardware: slower)" if amp else ""))
+    adopted = amp is None and saved_amp is not None  # not chosen: go on as the run was trained (Colab's GPU may differ)
     p = prepare_run(session, norm, recipe, epochs=epochs, data_root=data_root, out=out, seed=seed, device=device,
-                    loader=loader, amp=amp, compile=compile, cuda_graph=cuda_graph, workers=workers, smoke=smoke,
-                    validation=validation, verbose=verbose, **overrides)
+                    loader=loader, amp=saved_amp if adopted else amp, compile=compile, cuda_graph=cuda_graph,
+                    workers=workers, smoke=smoke, validation=validation, verbose=verbose, **overrides)
+    if verbose and adopted and p.amp != train.bf16_is_native(p.device):
+        print(f"the saved run trained {'with' if p.amp else 'without'} bf16 autocast and goes on so"
+              + (" (this device has no bf16 in hardware: slower)" if p.amp else ""))
     if out is not None and not resume:  # the data is there: the run this one replaces goes, all of it
         clear_run(Path(out))
     history = train.fit(p.model, p.train_loader, p.test_loader, p.optimizer, p.scheduler, epochs, p.device,
@@ -431,8 +430,8 @@ def redraw_figures(run_dir: Path, data_root: str | None, device: str) -> list[Pa
               file=sys.stderr)
     p = prepare_run(config["session"], config["norm"] or "bn", recipes.Recipe(**config["recipe"]),
                     epochs=config.get("onecycle_epochs") or 1, data_root=data_root, out=run_dir, seed=config["seed"],
-                    device=device, loader=config["loader"], amp=config.get("amp", _recorded_amp(run_dir)),
-                    workers=0, smoke=smoke,
+                    device=device, loader=config["loader"],
+                    amp=config["amp"] if "amp" in config else _recorded_amp(run_dir), workers=0, smoke=smoke,
                     validation="validation" in config["data"], verbose=False)
     if p.config["data"] != config["data"]:  # figures of other images would be silently wrong
         raise ValueError(f"{run_dir} was trained on {config['data']}, but the data found now is "
