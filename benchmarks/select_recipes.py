@@ -78,10 +78,11 @@ NO_BIAS_DECAY = {"bias_decay": False}
 # The fourteenth S8 round: LayerNorm reached its recipe in two steps that each lost alone for BN and GN, the
 # shorter warm-up and then the linear fall (LN rounds 7 and 8); the two together had not run for BN or GN.
 SHORT_LINEAR = {"pct_start": 0.15, "anneal": "linear"}
-# The fifteenth S8 round (BN's eighth): BN's last move, to weight decay 1e-3, went to the largest value on its list,
+# The fifteenth S8 round, for BN only: BN's last move, to weight decay 1e-3, went to the largest value on its list,
 # so one step beyond it (2e-3, as LN's third round did); and the peak lr's other side at batch 256 (0.1), which no
 # BN round had run (lr 0.4 alone and batch 128 at lr 0.1 lost), now that the decay that acts with it has doubled.
-BN_ROUND_8 = [{"weight_decay": 0.002}, {"lr": 0.1}]
+# Both lost (rows of BN round 7 in doc/tuning.md, since they change the same recipe).
+BN_OTHER_SIDES = [{"weight_decay": 0.002}, {"lr": 0.1}]
 CANDIDATES = {
     "s9": [{}, {"batch_size": 256, "lr": 0.2}, {"lr": 0.05}, {"lr": 0.2}, {"weight_decay": 0.001},
            {"label_smoothing": 0.2}, {"augment": "crop-flip-cutout"}, {"ema_decay": 0.999}, {"pct_start": 0.15},
@@ -90,7 +91,7 @@ CANDIDATES = {
               {"label_smoothing": 0.0}, *S8_LEVERS, SHIFT_TTA,
               {"lr": 0.4},  # the seventh S8 round: the peak lr alone, at batch 256 (batch and lr together lost)
               CUTOUT, LINEAR, MOMENTUM, MORE_MOMENTUM, {"batch_size": 128}, FLIP_ONLY, NO_BIAS_DECAY, SHORT_LINEAR,
-              *BN_ROUND_8],
+              *BN_OTHER_SIDES],
     "s8-ln": [{}, {"lr": 0.02}, {"augment": "crop-flip"},
               # batch 256 at lr 0.1 left the list after round 2: it lost by 2 to 4 points in both rounds it ran;
               # lr 0.1 left it in the seventh S8 round, for the same reason (LN rounds 3-5 of doc/tuning.md's
