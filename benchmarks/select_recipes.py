@@ -83,6 +83,10 @@ SHORT_LINEAR = {"pct_start": 0.15, "anneal": "linear"}
 # BN round had run (lr 0.4 alone and batch 128 at lr 0.1 lost), now that the decay that acts with it has doubled.
 # Both lost (rows of BN round 7 in doc/tuning.md, since they change the same recipe).
 BN_OTHER_SIDES = [{"weight_decay": 0.002}, {"lr": 0.1}]
+# The same stop, for GN: its first round moved the peak lr from 0.05 up to 0.1, and every later round changed other
+# fields, so 0.05 has not run around the present recipe; and the first round's larger batch went with the old lr
+# (batch 256 at lr 0.1), so the larger batch with the lr scaled up as well (the linear scaling rule) had not run.
+GN_OTHER_SIDES = [{"lr": 0.05}, {"batch_size": 256, "lr": 0.2}]
 CANDIDATES = {
     "s9": [{}, {"batch_size": 256, "lr": 0.2}, {"lr": 0.05}, {"lr": 0.2}, {"weight_decay": 0.001},
            {"label_smoothing": 0.2}, {"augment": "crop-flip-cutout"}, {"ema_decay": 0.999}, {"pct_start": 0.15},
@@ -113,7 +117,7 @@ CANDIDATES = {
               # the seventh S8 round: no label smoothing lost by about 1.5 points (round 3), and GN is the one
               # S8 recipe that keeps label smoothing, so one step beyond its 0.1 as well
               {"label_smoothing": 0.2}, LINEAR, MOMENTUM, MORE_MOMENTUM, {"batch_size": 64}, NO_BIAS_DECAY,
-              SHORT_LINEAR],
+              SHORT_LINEAR, *GN_OTHER_SIDES],
 }
 # The floor at the other scale: on the 4,068-image CPU sample the tuned S8-BN recipe must beat the
 # seed recipe by at least this many points (mean final test accuracy), so one recipe wins at both scales.
