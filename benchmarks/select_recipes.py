@@ -86,6 +86,7 @@ BN_OTHER_SIDES = [{"weight_decay": 0.002}, {"lr": 0.1}]
 # The same stop, for GN: its first round moved the peak lr from 0.05 up to 0.1, and every later round changed other
 # fields, so 0.05 has not run around the present recipe; and the first round's larger batch went with the old lr
 # (batch 256 at lr 0.1), so the larger batch with the lr scaled up as well (the linear scaling rule) had not run.
+# Both lost too (rows of GN round 3).
 GN_OTHER_SIDES = [{"lr": 0.05}, {"batch_size": 256, "lr": 0.2}]
 CANDIDATES = {
     "s9": [{}, {"batch_size": 256, "lr": 0.2}, {"lr": 0.05}, {"lr": 0.2}, {"weight_decay": 0.001},
