@@ -472,6 +472,8 @@ def main(argv: list[str] | None = None) -> float:
     session_parser = args.session_parser
     if args.command == "s9" and args.norm is not None:
         session_parser.error("--norm applies to s8 only (s9 always uses BatchNorm)")
+    if args.resume and args.overwrite:
+        session_parser.error("--resume goes on with the run in --out and --overwrite replaces it: give one of them")
     norm = args.norm if args.command == "s8" else "bn"
     try:
         check_settings(train.get_device(args.device), args.loader, args.compile, args.cuda_graph, args.workers)
@@ -497,9 +499,11 @@ def main(argv: list[str] | None = None) -> float:
                                   validation=args.validation, resume=args.resume, progress=not args.no_progress)
     except train.CheckpointMismatchError as e:
         longer = any(c.startswith("onecycle_epochs:") for c in e.changes)  # set on purpose, to go on longer
+        shorter = any(c.startswith("epochs:") for c in e.changes)  # fewer --epochs than the saved run has
         autocast = any(c.startswith("amp:") for c in e.changes)  # --amp / --no-amp given against the saved run
         sys.exit(f"error: {e}" + ("; a one-cycle schedule is fitted to the run's length, so the run cannot be "
                                   "made longer: --overwrite trains it again with the new --epochs" if longer else "")
+                 + ("; --overwrite trains it again for the new --epochs" if shorter else "")
                  + ("; leave out --amp / --no-amp to go on with the saved run's autocast, or --overwrite to "
                     "train it again with the other" if autocast else ""))
     except (data.CifarDataError, train.NonFiniteLossError, train.CheckpointError) as e:

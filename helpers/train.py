@@ -520,6 +520,12 @@ def fit(model: nn.Module, train_loader: Iterable, test_loader: Iterable, optimiz
                 raise CheckpointMismatchError(
                     f"{ckpt} was saved by a run with other settings ({'; '.join(changes)}): "
                     f"train into a new folder, or resume with the same settings", changes)
+            trained = len(state.get("history") or [])
+            if trained > epochs:  # the loop would train nothing and report the longer run as this one
+                raise CheckpointMismatchError(
+                    f"{ckpt} holds a run trained for {trained} epochs, more than the {epochs} asked for: "
+                    f"resume with {trained} epochs or more, or train into a new folder",
+                    [f"epochs: {trained} -> {epochs}"])
             history = _restore(state, model, optimizer, scheduler, ema)
             if verbose:
                 print(f"resumed from {ckpt} after epoch {len(history)}")

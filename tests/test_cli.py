@@ -181,6 +181,22 @@ def test_resume_continues_a_run_and_device_loader_path(tmp_path, capsys):
         run.main(base + ["--epochs", "3", "--resume", "--lr", str(lr * 5)])  # not the run that is saved there
 
 
+def test_resume_with_overwrite_or_with_fewer_epochs_is_refused_in_one_line(tmp_path, capsys):
+    out = tmp_path / "r"
+    base = ["s8", "--smoke", "--out", str(out), "--no-progress", "--device", "cpu"]
+    run.main(base + ["--epochs", "2"])
+    saved = (out / "checkpoint.pt").read_bytes()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:  # one says go on, the other says start again: neither is guessed
+        run.main(base + ["--epochs", "3", "--resume", "--overwrite"])
+    assert exit_.value.code == 2 and "give one of them" in capsys.readouterr().err.splitlines()[-1]
+    with pytest.raises(SystemExit, match=r"trained for 2 epochs, more than the 1 asked for.*--overwrite trains it "
+                                         r"again for the new --epochs$"):
+        run.main(base + ["--epochs", "1", "--resume"])
+    assert (out / "checkpoint.pt").read_bytes() == saved  # neither touched the saved run
+    assert len(json.loads((out / "history.json").read_text())) == 2
+
+
 def test_a_checkpoint_saved_before_a_recipe_field_existed_resumes_while_the_field_is_at_its_default(tmp_path):
     out = tmp_path / "r"
     base = ["s8", "--smoke", "--out", str(out), "--no-progress", "--device", "cpu"]

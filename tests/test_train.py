@@ -385,6 +385,19 @@ def test_resume_refuses_a_checkpoint_saved_with_other_settings(splits, tmp_path)
     assert train.config_changes(config, with_shift, {"recipe": {"tta_shift": 0}}) == ["recipe.tta_shift: 0 -> 1"]
 
 
+def test_resume_refuses_fewer_epochs_than_the_checkpoint_holds(splits, tmp_path):
+    """A step-schedule run of 2 epochs resumed with epochs=1 would train nothing and hand back the 2-epoch history
+    as if it were the run asked for: it is refused in one message, and the saved run is left as it was."""
+    first, *_ = _run(splits, 2, out_dir=tmp_path)
+    saved = (tmp_path / "checkpoint.pt").read_bytes()
+    with pytest.raises(train.CheckpointMismatchError, match="trained for 2 epochs, more than the 1 asked for") as e:
+        _run(splits, 1, out_dir=tmp_path, resume=True)
+    assert e.value.changes == ["epochs: 2 -> 1"]
+    assert (tmp_path / "checkpoint.pt").read_bytes() == saved
+    again, *_ = _run(splits, 2, out_dir=tmp_path, resume=True)  # as many as it holds: nothing left to train
+    assert again == first
+
+
 def test_crafted_checkpoint_runs_no_code(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "checkpoint.pt"
