@@ -188,9 +188,10 @@ print("the often-copied std, a mean of per-image stds:                          
 #
 # The second line and `CIFAR10_STD` measure the same thing. If they differ in the third decimal,
 # your files are not the official ones: a JPEG-compressed copy of CIFAR-10, for example, is a
-# little smoother, so its pixels vary a little less. (The outputs stored with this notebook come
-# from the course's JPEG copy, which is why its second line reads lower: the provenance line in
-# section 4 says "not the official files".)
+# little smoother, so its pixels vary a little less, and a sample of a few thousand images reads
+# a little higher or lower by chance. (The outputs stored with this notebook come from the
+# course's JPEG copy, which is why its second line reads lower: the provenance line in section 4
+# says "not the official files".)
 #
 # ### Augmentation
 #
