@@ -498,11 +498,12 @@ def main(argv: list[str] | None = None) -> float:
                                   smoke=args.smoke,
                                   validation=args.validation, resume=args.resume, progress=not args.no_progress)
     except train.CheckpointMismatchError as e:
-        longer = any(c.startswith("onecycle_epochs:") for c in e.changes)  # set on purpose, to go on longer
+        cycle = any(c.startswith("onecycle_epochs:") for c in e.changes)  # --epochs other than the saved run's
         shorter = any(c.startswith("epochs:") for c in e.changes)  # fewer --epochs than the saved run has
         autocast = any(c.startswith("amp:") for c in e.changes)  # --amp / --no-amp given against the saved run
-        sys.exit(f"error: {e}" + ("; a one-cycle schedule is fitted to the run's length, so the run cannot be "
-                                  "made longer: --overwrite trains it again with the new --epochs" if longer else "")
+        sys.exit(f"error: {e}" + ("; a one-cycle schedule is fitted to the run's length, so the run cannot "
+                                  "change its number of epochs: --overwrite trains it again with the new --epochs"
+                                  if cycle else "")
                  + ("; --overwrite trains it again for the new --epochs" if shorter else "")
                  + ("; leave out --amp / --no-amp to go on with the saved run's autocast, or --overwrite to "
                     "train it again with the other" if autocast else ""))

@@ -238,16 +238,18 @@ def test_a_resumed_run_keeps_its_autocast_unless_told_otherwise(tmp_path, capsys
     assert json.loads((out / "run.json").read_text())["config"]["amp"] is False
 
 
-def test_resuming_a_one_cycle_run_with_more_epochs_is_refused_in_one_line(tmp_path):
+def test_resuming_a_one_cycle_run_with_other_epochs_is_refused_in_one_line(tmp_path):
     base = ["s8", "--smoke", "--recipe", "tuned", "--out", str(tmp_path / "r"), "--no-progress", "--device", "cpu"]
     run.main(base + ["--epochs", "1"])
     with pytest.raises(SystemExit) as exit_:
         run.main(base + ["--epochs", "2", "--resume"])
     message = str(exit_.value.code)
     assert "onecycle_epochs: 1 -> 2" in message and "\n" not in message
-    assert "cannot be made longer: --overwrite trains it again" in message
+    assert "cannot change its number of epochs: --overwrite trains it again" in message
     run.main(base + ["--epochs", "2", "--overwrite"])  # what the message offers works
     assert len(json.loads((tmp_path / "r" / "history.json").read_text())) == 2
+    with pytest.raises(SystemExit, match=r"onecycle_epochs: 2 -> 1.*cannot change its number of epochs"):
+        run.main(base + ["--epochs", "1", "--resume"])  # shorter: refused the same way
 
 
 def test_session_help_differs_shows_defaults_and_examples(capsys):
