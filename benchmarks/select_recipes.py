@@ -81,8 +81,7 @@ SHORT_LINEAR = {"pct_start": 0.15, "anneal": "linear"}
 # The fifteenth S8 round, for BN only: BN's last move, to weight decay 1e-3, went to the largest value on its list,
 # so one step beyond it (2e-3, as LN's third round did); and the peak lr's other side at batch 256 (0.1), which no
 # BN round had run (lr 0.4 alone, and the lr moved with the batch, lost), now that the decay that acts with it has
-# doubled.
-# Both lost (rows of BN round 7 in doc/tuning.md, since they change the same recipe).
+# doubled. Both lost (rows of BN round 7 in doc/tuning.md, since they change the same recipe).
 BN_OTHER_SIDES = [{"weight_decay": 0.002}, {"lr": 0.1}]
 # The same stop, for GN: its first round moved the peak lr from 0.05 up to 0.1, and every later round changed other
 # fields, so 0.05 has not run around the present recipe; and the list's larger batch (256 at lr 0.1) scaled the lr of

@@ -36,6 +36,14 @@ from torch import nn
 from helpers import data, device_data, models, plots, recipes, train
 
 LOADERS = ("auto", "albumentations", "device")
+# How to go on when --resume meets a checkpoint whose saved setting differs (train.CheckpointMismatchError's changes)
+RESUME_HINTS = {
+    "onecycle_epochs": "a one-cycle schedule is fitted to the run's length, so the run cannot change its number of "
+                       "epochs: --overwrite trains it again with the new --epochs",
+    "epochs": "--overwrite trains it again for the new --epochs",  # fewer --epochs than the saved run has trained
+    "amp": "leave out --amp / --no-amp to go on with the saved run's autocast, or --overwrite to train it again "
+           "with the other",
+}
 EVAL_BATCH = 1000
 
 
@@ -498,15 +506,9 @@ def main(argv: list[str] | None = None) -> float:
                                   smoke=args.smoke,
                                   validation=args.validation, resume=args.resume, progress=not args.no_progress)
     except train.CheckpointMismatchError as e:
-        cycle = any(c.startswith("onecycle_epochs:") for c in e.changes)  # --epochs other than the saved run's
-        shorter = any(c.startswith("epochs:") for c in e.changes)  # fewer --epochs than the saved run has
-        autocast = any(c.startswith("amp:") for c in e.changes)  # --amp / --no-amp given against the saved run
-        sys.exit(f"error: {e}" + ("; a one-cycle schedule is fitted to the run's length, so the run cannot "
-                                  "change its number of epochs: --overwrite trains it again with the new --epochs"
-                                  if cycle else "")
-                 + ("; --overwrite trains it again for the new --epochs" if shorter else "")
-                 + ("; leave out --amp / --no-amp to go on with the saved run's autocast, or --overwrite to "
-                    "train it again with the other" if autocast else ""))
+        hints = "".join(f"; {hint}" for setting, hint in RESUME_HINTS.items()
+                        if any(c.startswith(f"{setting}:") for c in e.changes))
+        sys.exit(f"error: {e}{hints}")
     except (data.CifarDataError, train.NonFiniteLossError, train.CheckpointError) as e:
         sys.exit(f"error: {e}")
     except KeyboardInterrupt:
